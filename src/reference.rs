@@ -24,7 +24,7 @@ pub struct ImageRef {
 }
 
 /// Why a string is not an image reference.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[error(
     "invalid image reference {input:?}: {reason}; expected [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]"
 )]
@@ -39,12 +39,25 @@ impl ImageRef {
     /// Parses and normalises a reference as `docker pull` does. A reference without tag or
     /// digest gets the tag `latest`; one with a digest and no tag keeps no tag.
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
-        let parsed = Reference::try_from(input).map_err(|reason| ReferenceError {
+        let invalid = |reason| ReferenceError {
             input: input.to_owned(),
             reason,
-        })?;
+        };
+
+        // The grammar of oci-client predates bracketed IPv6 hosts, which Docker accepts
+        // (`[::1]:5000/app`): parse with a stand-in host and put the real one back.
+        let (ipv6_host, parseable) = split_ipv6_host(input);
+        let parsed = Reference::try_from(parseable.as_ref()).map_err(invalid)?;
+        if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(ParseError::NameContainsUppercase));
+        }
+
+        let registry = match ipv6_host {
+            Some(host) => host.to_owned(),
+            None => canonical_registry(parsed.registry()).to_owned(),
+        };
         Ok(Self {
-            registry: canonical_registry(parsed.registry()).to_owned(),
+            registry,
             repository: parsed.repository().to_owned(),
             tag: parsed.tag().map(str::to_owned),
             digest: parsed.digest().map(str::to_owned),
@@ -108,6 +121,27 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// A host name that cannot occur in a real reference, used while parsing IPv6 hosts.
+const IPV6_STAND_IN: &str = "ipv6.host.invalid";
+
+/// Splits a leading `[ipv6]` or `[ipv6]:port` host off `input` and returns it with the
+/// input rewritten to use a stand-in host name with the same port.
+fn split_ipv6_host(input: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
+    let Some((host, rest)) = input.split_once('/') else {
+        return (None, input.into());
+    };
+    let Some(end) = host.strip_prefix('[').and_then(|h| h.find(']')) else {
+        return (None, input.into());
+    };
+    let address = &host[1..end + 1];
+    let port = &host[end + 2..];
+    if address.parse::<std::net::Ipv6Addr>().is_err() || !(port.is_empty() || port.starts_with(':'))
+    {
+        return (None, input.into());
+    }
+    (Some(host), format!("{IPV6_STAND_IN}{port}/{rest}").into())
+}
+
 /// Maps Docker Hub's aliases to `docker.io` and leaves every other host as it is.
 pub fn canonical_registry(registry: &str) -> &str {
     match registry {
@@ -143,21 +177,112 @@ mod tests {
     fn parse_normalises_like_docker() {
         // (input, registry, api host, repository, tag, digest)
         let cases: &[(&str, &str, &str, &str, Option<&str>, Option<&str>)] = &[
-            ("nginx", "docker.io", "registry-1.docker.io", "library/nginx", Some("latest"), None),
-            ("nginx:1.27", "docker.io", "registry-1.docker.io", "library/nginx", Some("1.27"), None),
-            ("bitnami/redis", "docker.io", "registry-1.docker.io", "bitnami/redis", Some("latest"), None),
-            ("docker.io/nginx", "docker.io", "registry-1.docker.io", "library/nginx", Some("latest"), None),
-            ("index.docker.io/library/nginx:1", "docker.io", "registry-1.docker.io", "library/nginx", Some("1"), None),
-            ("localhost/app", "localhost", "localhost", "app", Some("latest"), None),
-            ("localhost:5000/app:v1", "localhost:5000", "localhost:5000", "app", Some("v1"), None),
-            ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000", "127.0.0.1:5000", "team/app", Some("v1"), None),
-            ("ghcr.io/owner/app", "ghcr.io", "ghcr.io", "owner/app", Some("latest"), None),
-            ("quay.io/a/b/c:tag", "quay.io", "quay.io", "a/b/c", Some("tag"), None),
-            ("[::1]:5000/app:v2", "[::1]:5000", "[::1]:5000", "app", Some("v2"), None),
+            (
+                "nginx",
+                "docker.io",
+                "registry-1.docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "nginx:1.27",
+                "docker.io",
+                "registry-1.docker.io",
+                "library/nginx",
+                Some("1.27"),
+                None,
+            ),
+            (
+                "bitnami/redis",
+                "docker.io",
+                "registry-1.docker.io",
+                "bitnami/redis",
+                Some("latest"),
+                None,
+            ),
+            (
+                "docker.io/nginx",
+                "docker.io",
+                "registry-1.docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                "index.docker.io/library/nginx:1",
+                "docker.io",
+                "registry-1.docker.io",
+                "library/nginx",
+                Some("1"),
+                None,
+            ),
+            (
+                "localhost/app",
+                "localhost",
+                "localhost",
+                "app",
+                Some("latest"),
+                None,
+            ),
+            (
+                "localhost:5000/app:v1",
+                "localhost:5000",
+                "localhost:5000",
+                "app",
+                Some("v1"),
+                None,
+            ),
+            (
+                "127.0.0.1:5000/team/app:v1",
+                "127.0.0.1:5000",
+                "127.0.0.1:5000",
+                "team/app",
+                Some("v1"),
+                None,
+            ),
+            (
+                "ghcr.io/owner/app",
+                "ghcr.io",
+                "ghcr.io",
+                "owner/app",
+                Some("latest"),
+                None,
+            ),
+            (
+                "quay.io/a/b/c:tag",
+                "quay.io",
+                "quay.io",
+                "a/b/c",
+                Some("tag"),
+                None,
+            ),
+            (
+                "[::1]:5000/app:v2",
+                "[::1]:5000",
+                "[::1]:5000",
+                "app",
+                Some("v2"),
+                None,
+            ),
             // A first component without `.`, `:` or `localhost` is a Docker Hub namespace.
-            ("registry/app", "docker.io", "registry-1.docker.io", "registry/app", Some("latest"), None),
+            (
+                "registry/app",
+                "docker.io",
+                "registry-1.docker.io",
+                "registry/app",
+                Some("latest"),
+                None,
+            ),
             // `library/` applies to Docker Hub only.
-            ("example.com/app", "example.com", "example.com", "app", Some("latest"), None),
+            (
+                "example.com/app",
+                "example.com",
+                "example.com",
+                "app",
+                Some("latest"),
+                None,
+            ),
         ];
         for &(input, registry, host, repository, tag, digest) in cases {
             let parsed = ImageRef::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -202,7 +327,10 @@ mod tests {
 
     #[test]
     fn display_is_normalised() {
-        assert_eq!(ImageRef::parse("nginx").unwrap().to_string(), "docker.io/library/nginx:latest");
+        assert_eq!(
+            ImageRef::parse("nginx").unwrap().to_string(),
+            "docker.io/library/nginx:latest"
+        );
         assert_eq!(
             ImageRef::parse("localhost:5000/a/b:c").unwrap().to_string(),
             "localhost:5000/a/b:c"
@@ -211,7 +339,9 @@ mod tests {
 
     #[test]
     fn image_ids_are_recognised() {
-        assert!(looks_like_image_id("sha256:4e7eacd3daa9c210d0835bf72bf6539cb1956fca82365da5c9b37e5273d084a1"));
+        assert!(looks_like_image_id(
+            "sha256:4e7eacd3daa9c210d0835bf72bf6539cb1956fca82365da5c9b37e5273d084a1"
+        ));
         assert!(looks_like_image_id("4e7eacd3daa9"));
         assert!(!looks_like_image_id("nginx"));
         assert!(!looks_like_image_id("4e7eacd3"));
