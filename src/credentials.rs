@@ -1,7 +1,12 @@
 //! Registry credentials: the values sent to a registry and the sources they come from.
 //!
-//! `imgstat check` reads them from Docker's client config (`DockerConfig`), so it uses
+//! `imgstat check` reads them from Docker's client config ([`DockerConfig`]), so it uses
 //! the same credentials as `docker pull`. Secrets are wrapped in [`Secret`], which never prints its value.
+
+mod docker_config;
+mod helper;
+#[cfg(test)]
+mod test_scripts;
 
 use std::fmt;
 use std::io;
@@ -11,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+
+pub use docker_config::{DockerConfig, registry_host};
 
 /// A password or token. `Debug` and `Display` print `[redacted]`, so the value reaches a log
 /// or an error message only through [`Secret::expose`].
