@@ -232,10 +232,10 @@ fn target_for(reference: ImageRef, image: &ImageFacts) -> Result<Target, Verdict
     }
 
     let mut local_digests = repository_digests(&reference, &image.repo_digests);
-    if let Some(pinned) = reference.digest() {
-        if !local_digests.iter().any(|d| d == pinned) {
-            local_digests.push(pinned.to_owned());
-        }
+    if let Some(pinned) = reference.digest()
+        && !local_digests.iter().any(|d| d == pinned)
+    {
+        local_digests.push(pinned.to_owned());
     }
 
     if local_digests.is_empty() {

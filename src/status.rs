@@ -76,6 +76,16 @@ impl Default for CacheConfig {
     }
 }
 
+/// A container after planning: decided without the registry, or targets to check.
+enum Planned<'a> {
+    Done(ContainerReport),
+    Check {
+        container: &'a ContainerFacts,
+        image: &'a ImageFacts,
+        targets: Vec<Target>,
+    },
+}
+
 type DigestAnswer = Result<RemoteDigest, RegistryError>;
 
 /// Expires successful answers after the digest TTL and failures after the error TTL.
@@ -180,34 +190,37 @@ impl Checker {
     ) -> Vec<ContainerReport> {
         let images = self.inspect_images(engine, containers).await;
 
-        let planned: Vec<(
-            Result<(Vec<Target>, &ImageFacts), ContainerReport>,
-            &ContainerFacts,
-        )> = containers
+        let planned: Vec<Planned> = containers
             .iter()
-            .map(|container| {
-                let plan = match images.get(&container.image_id) {
-                    Some(Ok(image)) => match rules::plan(&container.config_image, image) {
-                        Plan::Check(targets) => Ok((targets, image)),
-                        Plan::Decided(verdict) => Err(ContainerReport::decided(container, verdict)),
-                    },
-                    Some(Err(error)) => Err(engine_failure(container, error)),
-                    None => Err(ContainerReport::decided(
+            .map(|container| match images.get(&container.image_id) {
+                Some(Ok(image)) => match rules::plan(&container.config_image, image) {
+                    Plan::Check(targets) => Planned::Check {
                         container,
-                        Verdict::new(
-                            Status::Error,
-                            "the engine reported no image for the container",
-                        ),
-                    )),
-                };
-                (plan, container)
+                        image,
+                        targets,
+                    },
+                    Plan::Decided(verdict) => {
+                        Planned::Done(ContainerReport::decided(container, verdict))
+                    }
+                },
+                Some(Err(error)) => Planned::Done(engine_failure(container, error)),
+                None => Planned::Done(ContainerReport::decided(
+                    container,
+                    Verdict::new(
+                        Status::Error,
+                        "the engine reported no image for the container",
+                    ),
+                )),
             })
             .collect();
 
         let keys: BTreeSet<TagKey> = planned
             .iter()
-            .filter_map(|(plan, _)| plan.as_ref().ok())
-            .flat_map(|(targets, _)| targets.iter().filter_map(|t| TagKey::of(&t.reference)))
+            .flat_map(|planned| match planned {
+                Planned::Check { targets, .. } => targets.as_slice(),
+                Planned::Done(_) => &[],
+            })
+            .filter_map(|target| TagKey::of(&target.reference))
             .collect();
         let mut uncached = Vec::new();
         for key in keys {
@@ -217,10 +230,14 @@ impl Checker {
         }
         self.registry.prepare(&uncached).await;
 
-        let checks = planned.into_iter().map(|(plan, container)| async move {
-            let report = match plan {
-                Err(report) => report,
-                Ok((targets, image)) => self.check_targets(container, image, &targets, false).await,
+        let checks = planned.into_iter().map(|planned| async move {
+            let report = match planned {
+                Planned::Done(report) => report,
+                Planned::Check {
+                    container,
+                    image,
+                    targets,
+                } => self.check_targets(container, image, &targets, false).await,
             };
             on_done();
             report

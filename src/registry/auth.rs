@@ -47,9 +47,7 @@ fn split_challenges(header: &str) -> Vec<(String, HashMap<String, String>)> {
     let mut challenges: Vec<(String, HashMap<String, String>)> = Vec::new();
     let mut rest = header.trim();
     while !rest.is_empty() {
-        let token_end = rest
-            .find(|c: char| c == ' ' || c == ',' || c == '=')
-            .unwrap_or(rest.len());
+        let token_end = rest.find([' ', ',', '=']).unwrap_or(rest.len());
         let token = &rest[..token_end];
         let after = rest[token_end..].trim_start();
 

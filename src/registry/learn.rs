@@ -85,7 +85,8 @@ impl RegistryClient {
             };
             match self.exchange(registry, outbound).await {
                 Ok(answer) => {
-                    return challenge_of(registry, &answer).map(|c| Endpoint { base, challenge: c });
+                    return challenge_of(registry, &answer)
+                        .map(|c| Endpoint { base, challenge: c });
                 }
                 Err(error @ RegistryError::Unreachable { .. }) => last_error = Some(error),
                 Err(error) => return Err(error),
