@@ -129,8 +129,11 @@ impl Checker {
         &self.registry
     }
 
-    /// Checks the named containers, in the order given. `on_done` is called once per
+    /// Checks containers by name or ID, in the order given. `on_done` is called once per
     /// container as its check ends.
+    ///
+    /// Each container is inspected, because a listing shows the image ID in place of
+    /// `Config.Image` once the tag has moved to another local image.
     pub async fn check_named(
         &self,
         engine: &Engine,
@@ -181,8 +184,8 @@ impl Checker {
         (0..names.len()).filter_map(|i| early.remove(&i)).collect()
     }
 
-    /// Checks containers the engine has listed, in the order given.
-    pub async fn check_containers(
+    /// Checks inspected containers, in the order given.
+    async fn check_containers(
         &self,
         engine: &Engine,
         containers: &[ContainerFacts],

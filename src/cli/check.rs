@@ -124,9 +124,10 @@ async fn check(args: &CheckArgs) -> Result<Vec<ContainerReport>, String> {
         };
         eprintln!("imgstat: no {which} on {}", engine.url());
     }
-    let progress = Progress::start(containers.len());
+    let ids: Vec<String> = containers.into_iter().map(|c| c.id).collect();
+    let progress = Progress::start(ids.len());
     let reports = checker
-        .check_containers(&engine, &containers, &|| progress.tick())
+        .check_named(&engine, &ids, &|| progress.tick())
         .await;
     progress.finish();
     Ok(reports)

@@ -66,7 +66,7 @@ pub struct RegistryConfig {
 impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
-            max_in_flight: 48,
+            max_in_flight: 64,
             request_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             max_body_bytes: 4 * 1024 * 1024,
