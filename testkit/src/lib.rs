@@ -7,17 +7,27 @@
 //! `#[test]` or a `#[tokio::test]` of either runtime flavour.
 
 mod command;
+mod container;
 mod credentials;
+mod docker_config;
+mod image;
 mod names;
 mod process;
+mod proxy;
 mod registry;
 mod server;
 mod signing;
+mod sweep;
 mod token_policy;
 mod token_server;
 
+pub use container::TestContainer;
 pub use credentials::Credentials;
+pub use docker_config::DockerConfigDir;
+pub use image::TestImage;
 pub use names::unique_name;
+pub use proxy::{Fault, Proxy, ProxyStats, RecordedRequest, RequestKind};
 pub use registry::{MANIFEST_ACCEPT, Registry, RegistryBuilder};
+pub use sweep::sweep_leftovers;
 pub use token_policy::{RepoPattern, TokenPolicy};
 pub use token_server::{TokenRequest, TokenServer};
