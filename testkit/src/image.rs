@@ -177,7 +177,7 @@ fn import(reference: &str) -> String {
 }
 
 /// Returns a tar with `/busybox` and `/imgstat-testkit-id` containing `unique`.
-fn image_tar(unique: &str) -> Vec<u8> {
+pub(crate) fn image_tar(unique: &str) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     append_file(&mut builder, "busybox", 0o755, busybox());
     append_file(&mut builder, "imgstat-testkit-id", 0o644, unique.as_bytes());

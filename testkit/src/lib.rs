@@ -1,6 +1,6 @@
 //! Real parts for imgstat's tests: registries on loopback (no auth, htpasswd, token),
-//! a token server, a counting reverse proxy, and images and containers on the local
-//! Docker engine, each removed again on `Drop`.
+//! a token server, a counting reverse proxy, single- and multi-platform images, and
+//! containers on the local Docker engine, each removed again on `Drop`.
 //!
 //! Every helper is synchronous and blocks the calling thread. The servers run on
 //! threads of their own, so they keep serving while a test blocks, whether it is a
@@ -11,6 +11,8 @@ mod container;
 mod credentials;
 mod docker_config;
 mod image;
+mod index;
+mod index_content;
 mod names;
 mod process;
 mod proxy;
@@ -25,6 +27,8 @@ pub use container::TestContainer;
 pub use credentials::Credentials;
 pub use docker_config::DockerConfigDir;
 pub use image::TestImage;
+pub use index::TestIndex;
+pub use index_content::IndexFormat;
 pub use names::unique_name;
 pub use proxy::{Fault, Proxy, ProxyStats, RecordedRequest, RequestKind};
 pub use registry::{MANIFEST_ACCEPT, Registry, RegistryBuilder};
