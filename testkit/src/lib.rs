@@ -5,6 +5,18 @@
 //! Every helper is synchronous and blocks the calling thread. The servers run on
 //! threads of their own, so they keep serving while a test blocks, whether it is a
 //! `#[test]` or a `#[tokio::test]` of either runtime flavour.
+//!
+//! ```no_run
+//! use imgstat_testkit::{Proxy, Registry, TestContainer, TestImage};
+//!
+//! let registry = Registry::start();
+//! let mut image = TestImage::build(&registry, "team/web", "1.0");
+//! let container = TestContainer::run(image.reference(), "web");
+//! let old_digest = image.digest().to_owned();
+//! image.push_new_content(); // the tag moves: the container's image is now outdated
+//! let proxy = Proxy::in_front_of(&registry); // point the code under test at proxy.host()
+//! # let _ = (container, old_digest, proxy);
+//! ```
 
 mod command;
 mod container;
@@ -29,7 +41,7 @@ pub use docker_config::DockerConfigDir;
 pub use image::TestImage;
 pub use index::TestIndex;
 pub use index_content::IndexFormat;
-pub use names::unique_name;
+pub use names::{OWNER_LABEL, unique_name};
 pub use proxy::{Fault, Proxy, ProxyStats, RecordedRequest, RequestKind};
 pub use registry::{MANIFEST_ACCEPT, Registry, RegistryBuilder};
 pub use sweep::sweep_leftovers;

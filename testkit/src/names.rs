@@ -9,7 +9,7 @@ use tempfile::TempDir;
 /// Docker label set on every image and container the kit creates. Its value is the
 /// creating process's pid, which is how [`crate::sweep_leftovers`] tells leftovers of
 /// dead processes from objects of running ones.
-pub(crate) const OWNER_LABEL: &str = "imgstat-testkit.pid";
+pub const OWNER_LABEL: &str = "imgstat-testkit.pid";
 
 /// Prefix of the kit's temporary directories, followed by the owner's pid and a dash.
 pub(crate) const TEMP_PREFIX: &str = "imgstat-testkit-";
@@ -35,7 +35,7 @@ pub(crate) fn temp_dir(kind: &str) -> TempDir {
         .unwrap_or_else(|error| panic!("failed to create a temporary directory {prefix}*: {error}"))
 }
 
-/// Tells whether a process with this pid exists on this machine.
+/// Returns whether a process with this pid exists on this machine.
 pub(crate) fn process_is_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }

@@ -8,7 +8,7 @@ use crate::names::{OWNER_LABEL, TEMP_PREFIX, process_is_alive};
 /// process no longer runs, and returns how many it removed. Objects of running
 /// processes, such as parallel tests, are left alone.
 ///
-/// The owner is the pid in the [`OWNER_LABEL`] label or the directory name, so this
+/// The owner is the pid in the [`crate::OWNER_LABEL`] label or the directory name, so this
 /// assumes that every process sharing the Docker engine shares this pid namespace.
 pub fn sweep_leftovers() -> usize {
     sweep_containers() + sweep_images() + sweep_temp_dirs()
