@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tempfile::TempDir;
 
 /// Docker label set on every image and container the kit creates. Its value is the
-/// creating process's pid, which is how [`crate::sweep_leftovers`] tells leftovers of
-/// dead processes from objects of running ones.
+/// creating process's pid, so that [`crate::sweep_leftovers`] can distinguish leftovers
+/// of dead processes from objects of running ones.
 pub const OWNER_LABEL: &str = "imgstat-testkit.pid";
 
 /// Prefix of the kit's temporary directories, followed by the owner's pid and a dash.
