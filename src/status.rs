@@ -1,6 +1,10 @@
 //! A container's image status, from engine facts and registry answers through the rules,
 //! with the caches that make many containers of one tag cost one registry request.
 
+mod service;
+
+pub use service::{ServiceConfig, Source, StatusKey, StatusService};
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
