@@ -2,3 +2,4 @@
 //! newer image for the reference the container was created from.
 
 pub mod reference;
+pub mod server;
