@@ -11,8 +11,8 @@ use super::store::StoreError;
 /// Body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// What went wrong, for a person to read. For server-side failures it is generic and
-    /// the cause is in the server log only.
+    /// Description of the failure, for a person to read. For server-side failures it is
+    /// generic, and the cause is only in the server log.
     pub message: String,
 }
 

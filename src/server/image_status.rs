@@ -1,5 +1,5 @@
 //! The seam between the HTTP layer and the status computation: the API checks the request
-//! and the caller's access, then asks an [`ImageStatusSource`] for the status.
+//! and the caller's access, then calls an [`ImageStatusSource`] for the status.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -59,12 +59,12 @@ pub struct StatusRequest<'a> {
 /// Cause of a failed status computation. It goes to the server log, never to the client.
 pub type StatusFailure = Box<dyn std::error::Error + Send + Sync>;
 
-/// Computes the image status of containers; the server holds one for all requests.
+/// Computes the image status of containers. The server shares one across all requests.
 ///
 /// Failures at the engine or the registry are part of the result, not HTTP errors: return
 /// `Ok` with [`ImageStatus::Skipped`] or [`ImageStatus::Error`], or return `Err` with the
 /// cause. On `Err` the API logs the cause with the environment and container ids and
-/// answers 200 with status `error` and a generic message. The cause's `Display` should
+/// responds 200 with status `error` and a generic message. The cause's `Display` should
 /// name the reference and the registry, since the API does not know them.
 pub trait ImageStatusSource: Send + Sync {
     fn image_status<'a>(
@@ -74,7 +74,7 @@ pub trait ImageStatusSource: Send + Sync {
 }
 
 /// Source for a server built without a status checker: every request fails, so the API
-/// answers `error` and logs why.
+/// returns `error` and logs why.
 // TODO: replace with the engine and registry checker once the status module provides one.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UnavailableStatusSource;

@@ -5,7 +5,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use prometheus::{HistogramOpts, HistogramVec, Registry, TextEncoder};
 use tokio::time::Instant;
 
 use super::AppState;
@@ -47,9 +47,7 @@ impl Metrics {
 
     /// Encodes every registered metric in the Prometheus text format, version 0.0.4.
     pub fn render(&self) -> Result<String, prometheus::Error> {
-        let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        String::from_utf8(buffer).map_err(|error| prometheus::Error::Msg(error.to_string()))
+        TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
 

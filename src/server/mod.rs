@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::Request;
 use tower_http::LatencyUnit;
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -54,7 +54,8 @@ pub fn app(state: AppState) -> Router {
                 .level(Level::INFO)
                 .latency_unit(LatencyUnit::Millis),
         )
-        .on_failure(DefaultOnFailure::new().latency_unit(LatencyUnit::Millis));
+        // ApiError already logs the cause of every 5xx, once.
+        .on_failure(());
 
     api::routes()
         .route("/metrics", axum::routing::get(metrics::serve_metrics))

@@ -20,7 +20,7 @@ use super::metrics::Metrics;
 use super::store::{Store, StoreError};
 use super::{AppState, app};
 
-/// File in the data directory that holds the generated JWT signing key.
+/// File in the data directory that contains the generated JWT signing key.
 pub const JWT_KEY_FILE: &str = "jwt-signing.key";
 
 /// Length of a generated JWT signing key, in bytes: the block size of SHA-256, the

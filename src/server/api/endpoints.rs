@@ -277,7 +277,7 @@ enum EngineScheme {
 }
 
 /// Checks that `url` is `unix:///absolute/path` or `tcp://host:port` and returns which.
-/// The error says what is wrong, for the 400 message.
+/// The error describes the problem, for the 400 message.
 fn engine_url_scheme(url: &str) -> Result<EngineScheme, String> {
     if let Some(path) = url.strip_prefix("unix://") {
         if !path.starts_with('/') || path.len() < 2 {

@@ -99,7 +99,7 @@ pub fn routes() -> Router<AppState> {
 /// Body of the health check.
 #[derive(Serialize, ToSchema)]
 pub struct HealthResponse {
-    /// `ok`, or `unavailable` when the database does not answer.
+    /// `ok`, or `unavailable` when the database does not respond.
     pub status: &'static str,
 }
 
@@ -109,8 +109,8 @@ pub struct HealthResponse {
     path = "/healthz",
     tag = "service",
     responses(
-        (status = 200, description = "The server and its database answer", body = HealthResponse),
-        (status = 503, description = "The database does not answer", body = HealthResponse),
+        (status = 200, description = "The server and its database respond", body = HealthResponse),
+        (status = 503, description = "The database does not respond", body = HealthResponse),
     )
 )]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {

@@ -60,7 +60,7 @@ impl From<User> for UserResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateApiKeyRequest {
-    /// What the key is for, shown to people managing keys.
+    /// Purpose of the key, shown to people who manage keys.
     #[serde(default)]
     pub description: String,
 }
@@ -183,7 +183,7 @@ pub async fn create_api_key(
         return Err(ApiError::NotFound(format!("user {user_id} not found")));
     }
 
-    let raw_key = api_key::generate().map_err(|error| ApiError::internal(error.to_string()))?;
+    let raw_key = api_key::generate().map_err(ApiError::internal)?;
     let id = state
         .store
         .create_api_key(user_id, &api_key::hash(&raw_key), &request.description)

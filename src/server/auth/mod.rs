@@ -83,8 +83,8 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<User, ApiError>
     })
 }
 
-/// Returns the token of an `Authorization: Bearer <token>` value; the scheme is
-/// case-insensitive as RFC 9110 says.
+/// Returns the token of an `Authorization: Bearer <token>` value. The scheme matches in
+/// any case, since RFC 7235 section 2.1 makes authentication schemes case-insensitive.
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

@@ -203,7 +203,7 @@ impl Store {
         Ok(())
     }
 
-    /// Tells whether `user_id` holds a grant for `environment_id`. Admins need none, so
+    /// Tells whether `user_id` has a grant for `environment_id`. Admins need none, so
     /// callers check the role first.
     pub async fn has_environment_access(
         &self,

@@ -5,6 +5,8 @@ mod api_keys;
 mod environments;
 mod users;
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -60,6 +62,11 @@ impl Store {
     /// even when the process or the machine stops right after.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
+        create_owner_only(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source: source.into(),
+        })?;
+
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -104,7 +111,7 @@ impl Store {
         Ok(version.unwrap_or(0))
     }
 
-    /// Runs a trivial query, so a health check notices a database that stopped answering.
+    /// Runs a trivial query, so a health check notices a database that stopped responding.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -113,6 +120,21 @@ impl Store {
     /// Waits for the connections in use to return, then closes them all.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Creates an empty database file readable by its owner only, unless it exists. SQLite
+/// gives the `-wal` and `-shm` files it creates next to it the same mode.
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
     }
 }
 

@@ -5,8 +5,8 @@ use utoipa::ToSchema;
 
 use super::{Store, StoreError, duplicate_or_query};
 
-/// What a user may do: admins manage users and environments and reach every environment,
-/// standard users reach the environments granted to them.
+/// Permission level of a user. Admins manage users and environments and reach every
+/// environment. Standard users reach the environments granted to them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
@@ -15,7 +15,7 @@ pub enum Role {
     User,
 }
 
-/// A user as the rest of the service sees it, without the password hash.
+/// A user without the password hash, as handlers and extractors use it.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
