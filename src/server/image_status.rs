@@ -47,7 +47,8 @@ impl StatusReply {
 #[derive(Clone, Copy, Debug)]
 pub struct StatusRequest<'a> {
     pub environment: &'a Environment,
-    /// Swarm node to ask, from the `nodeName` query parameter; never empty.
+    /// Swarm node to ask, from the `nodeName` query parameter as the client sent it. Never
+    /// empty, and otherwise unchecked, so the source must treat it as untrusted input.
     pub node_name: Option<&'a str>,
     /// Container id or name: ASCII letters, digits, `_`, `.` and `-`, starting with a letter
     /// or a digit.
