@@ -1,32 +1,40 @@
-//! The `imgstat` command: parses arguments, sets up logging and calls the library.
+use std::error::Error;
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use imgstat::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
-/// Tells which running containers use an image that is outdated in its registry.
-#[derive(Parser)]
-#[command(name = "imgstat", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the multi-user HTTP service (JSON API, OpenAPI document, metrics).
-    Serve(imgstat::server::config::ServeArgs),
-    // The one-shot `check` subcommand is added with `imgstat::cli::check`:
-    // Check(imgstat::cli::check::CheckArgs),
-}
-
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(&cli.command, cli.verbose);
     match cli.command {
-        Command::Serve(args) => imgstat::server::run_command(args).await?,
+        Command::Check(args) => imgstat::cli::check::run(args).await,
+        Command::Serve(args) => match imgstat::server::run_command(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(error = &error as &dyn Error, "server failed");
+                ExitCode::FAILURE
+            }
+        },
     }
-    Ok(())
+}
+
+/// Logs to stderr. `RUST_LOG` wins over `-v`. Without either, `check` shows only errors,
+/// because it reports registry failures in its own output, and `serve` logs at info level:
+/// starts, stops and one line per request.
+fn init_logging(command: &Command, verbose: u8) {
+    let default = match (command, verbose) {
+        (Command::Check(_), 0) => "error",
+        (Command::Check(_), 1) => "imgstat=debug",
+        (Command::Serve(_), 0) => "info",
+        (Command::Serve(_), 1) => "info,imgstat=debug",
+        (_, _) => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

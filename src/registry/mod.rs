@@ -1,0 +1,515 @@
+//! The registry client: remote digests of tags by `HEAD`, manifests by digest, and what it
+//! learns of each registry (scheme, auth challenge, tokens, rate-limit pauses) for the life
+//! of the process.
+//!
+//! oci-client's `Client` asks for a token per image and has no per-registry bound, batched
+//! scopes or redirect control, so this module drives `reqwest` itself and takes from
+//! oci-client the reference grammar, media types and manifest types.
+
+mod auth;
+mod error;
+mod exchange;
+mod learn;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::credentials::CredentialSource;
+use crate::reference::{ImageRef, api_host, canonical_registry};
+use crate::rules::{Manifest, RemoteDigest, is_index_media_type};
+
+pub use auth::{Challenge, parse_challenge};
+pub use error::RegistryError;
+use exchange::{Outbound, RequestKind, status_error};
+use learn::Endpoint;
+pub use stats::RegistryStats;
+
+/// Every manifest media type imgstat understands, sent in `Accept` on every manifest
+/// request. Distribution 2.8 converts to schema 1 when `Accept` is missing.
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+];
+
+/// Limits and choices of the registry client.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// Requests in flight at once to one registry.
+    pub max_in_flight: usize,
+    /// Time for one request once sent, body included.
+    pub request_timeout: Duration,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Largest response body read.
+    pub max_body_bytes: usize,
+    /// Redirects followed for one request.
+    pub max_redirects: usize,
+    /// Repository scopes asked for in one token request.
+    pub scopes_per_token: usize,
+    /// How long a failure to reach a registry's `/v2/` is remembered before it is tried again.
+    pub unreachable_ttl: Duration,
+    /// Registries (`host[:port]`) that may be reached over plain HTTP or unverified TLS,
+    /// besides loopback ones.
+    pub insecure_registries: Vec<String>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            request_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            max_body_bytes: 4 * 1024 * 1024,
+            max_redirects: 5,
+            scopes_per_token: 32,
+            unreachable_ttl: Duration::from_secs(10),
+            insecure_registries: Vec::new(),
+        }
+    }
+}
+
+/// A tag on a registry: the unit of remote digest lookups and of their cache.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagKey {
+    /// Registry as in normalised references (`docker.io`, `host:port`).
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+}
+
+impl TagKey {
+    /// The tag a reference follows; `None` for a reference pinned by digest alone.
+    pub fn of(reference: &ImageRef) -> Option<Self> {
+        Some(Self {
+            registry: reference.registry().to_owned(),
+            repository: reference.repository().to_owned(),
+            tag: reference.tag()?.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for TagKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}:{}", self.registry, self.repository, self.tag)
+    }
+}
+
+/// What the client keeps about one registry.
+pub(crate) struct RegistryState {
+    /// Normalised name, as in references and credentials.
+    pub name: String,
+    /// Host and port of the API.
+    pub host: String,
+    /// Plain HTTP and unverified TLS allowed (loopback or listed as insecure).
+    pub insecure: bool,
+    pub permits: Semaphore,
+    pub paused_until: Mutex<Option<Instant>>,
+    pub endpoint: tokio::sync::Mutex<Option<(Result<Endpoint, RegistryError>, Instant)>>,
+    pub tokens: moka::future::Cache<String, auth::Token>,
+    pub stats: stats::Counters,
+}
+
+/// A registry client shared by every check of a process.
+pub struct RegistryClient {
+    config: RegistryConfig,
+    credentials: Arc<dyn CredentialSource>,
+    verified: reqwest::Client,
+    unverified: reqwest::Client,
+    registries: Mutex<HashMap<String, Arc<RegistryState>>>,
+}
+
+impl RegistryClient {
+    pub fn new(
+        config: RegistryConfig,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> Result<Self, reqwest::Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("imgstat/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .connect_timeout(config.connect_timeout)
+                .pool_max_idle_per_host(config.max_in_flight)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+        };
+        Ok(Self {
+            verified: builder().build()?,
+            unverified: builder().tls_danger_accept_invalid_certs(true).build()?,
+            config,
+            credentials,
+            registries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    fn http_client(&self, insecure: bool) -> &reqwest::Client {
+        if insecure {
+            &self.unverified
+        } else {
+            &self.verified
+        }
+    }
+
+    fn registry(&self, name: &str) -> Arc<RegistryState> {
+        let name = canonical_registry(name);
+        let mut registries = self.registries.lock().expect("registry map lock poisoned");
+        registries
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let host = api_host(name).to_owned();
+                Arc::new(RegistryState {
+                    insecure: is_loopback_host(&host)
+                        || self
+                            .config
+                            .insecure_registries
+                            .iter()
+                            .any(|r| r == name || *r == host),
+                    name: name.to_owned(),
+                    host,
+                    permits: Semaphore::new(self.config.max_in_flight.max(1)),
+                    paused_until: Mutex::new(None),
+                    endpoint: tokio::sync::Mutex::new(None),
+                    tokens: moka::future::Cache::builder()
+                        .max_capacity(10_000)
+                        .expire_after(auth::TokenExpiry)
+                        .build(),
+                    stats: stats::Counters::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Request counters of every registry this client has talked to.
+    pub fn stats(&self) -> Vec<RegistryStats> {
+        let registries = self.registries.lock().expect("registry map lock poisoned");
+        let mut all: Vec<RegistryStats> = registries
+            .values()
+            .map(|r| r.stats.snapshot(&r.name))
+            .collect();
+        all.sort_by(|a, b| a.registry.cmp(&b.registry));
+        all
+    }
+
+    /// Learns each registry's scheme and challenge and gets tokens for all repositories of
+    /// `keys`, many repositories to a token request, so that the `HEAD`s that follow go out
+    /// with the right credentials. Failures are left for the `HEAD`s to report.
+    pub async fn prepare(&self, keys: &[TagKey]) {
+        let mut by_registry: HashMap<&str, Vec<&str>> = HashMap::new();
+        for key in keys {
+            let repositories = by_registry
+                .entry(canonical_registry(&key.registry))
+                .or_default();
+            if !repositories.contains(&key.repository.as_str()) {
+                repositories.push(&key.repository);
+            }
+        }
+        let work = by_registry
+            .into_iter()
+            .map(|(name, repositories)| async move {
+                let registry = self.registry(name);
+                let Ok(endpoint) = self.endpoint(&registry).await else {
+                    return;
+                };
+                if let Challenge::Bearer { realm, service } = &endpoint.challenge {
+                    self.prefetch_tokens(&registry, realm, service.as_deref(), &repositories)
+                        .await;
+                }
+            });
+        futures::future::join_all(work).await;
+    }
+
+    /// The registry's current manifest digest for a tag, by `HEAD`, falling back to `GET`
+    /// where `HEAD` gives no digest.
+    pub async fn head_digest(&self, key: &TagKey) -> Result<RemoteDigest, RegistryError> {
+        let registry = self.registry(&key.registry);
+        let path = format!("/v2/{}/manifests/{}", key.repository, key.tag);
+
+        let answer = self
+            .authorized(&registry, &key.repository, Method::HEAD, &path)
+            .await?;
+        match answer.status {
+            StatusCode::OK => {
+                if let Some(found) = digest_from_headers(&answer.headers) {
+                    return Ok(found);
+                }
+                tracing::debug!(registry = %registry.name, tag = %key, "HEAD without Docker-Content-Digest; sending GET");
+            }
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
+                tracing::debug!(registry = %registry.name, tag = %key, "HEAD not supported; sending GET");
+            }
+            _ => {
+                return Err(status_error(
+                    &registry,
+                    &Method::HEAD,
+                    &path,
+                    &key.repository,
+                    &key.tag,
+                    &answer,
+                ));
+            }
+        }
+
+        let answer = self
+            .authorized(&registry, &key.repository, Method::GET, &path)
+            .await?;
+        if answer.status != StatusCode::OK {
+            return Err(status_error(
+                &registry,
+                &Method::GET,
+                &path,
+                &key.repository,
+                &key.tag,
+                &answer,
+            ));
+        }
+        if let Some(found) = digest_from_headers(&answer.headers) {
+            return Ok(found);
+        }
+        Ok(RemoteDigest {
+            digest: sha256_digest(&answer.body),
+            media_type: media_type(&answer.headers, &answer.body),
+        })
+    }
+
+    /// Fetches a manifest by digest and checks that its bytes have that digest.
+    pub async fn fetch_manifest(
+        &self,
+        registry_name: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Manifest, RegistryError> {
+        let registry = self.registry(registry_name);
+        let path = format!("/v2/{repository}/manifests/{digest}");
+        let answer = self
+            .authorized(&registry, repository, Method::GET, &path)
+            .await?;
+        if answer.status != StatusCode::OK {
+            return Err(status_error(
+                &registry,
+                &Method::GET,
+                &path,
+                repository,
+                digest,
+                &answer,
+            ));
+        }
+
+        let malformed = |detail: String| RegistryError::Malformed {
+            registry: registry.name.clone(),
+            detail,
+        };
+        if digest.starts_with("sha256:") && sha256_digest(&answer.body) != digest {
+            return Err(malformed(format!(
+                "manifest {repository}@{digest} does not match its digest"
+            )));
+        }
+        let is_index = media_type(&answer.headers, &answer.body)
+            .is_some_and(|media_type| is_index_media_type(&media_type));
+        if !is_index {
+            return Ok(Manifest::Single);
+        }
+        serde_json::from_slice(&answer.body)
+            .map(Manifest::Index)
+            .map_err(|e| malformed(format!("invalid index {repository}@{digest}: {e}")))
+    }
+
+    /// Sends a manifest request with the registry's credentials. A 401 is answered once:
+    /// with a fresh token when the registry asks for a bearer token, else with Basic
+    /// credentials when it asks for them.
+    async fn authorized(
+        &self,
+        registry: &RegistryState,
+        repository: &str,
+        method: Method,
+        path: &str,
+    ) -> Result<exchange::Answer, RegistryError> {
+        let endpoint = self.endpoint(registry).await?;
+        let url = endpoint.url(path, registry)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_MANIFESTS));
+
+        let authorization = self
+            .authorization(registry, &endpoint.challenge, repository, false)
+            .await?;
+        let outbound = Outbound {
+            method: method.clone(),
+            url: url.clone(),
+            headers: headers.clone(),
+            authorization,
+            form: None,
+            kind: RequestKind::Manifest,
+        };
+        let answer = self.exchange(registry, outbound).await?;
+        if answer.status != StatusCode::UNAUTHORIZED {
+            return Ok(answer);
+        }
+
+        let challenge = answer
+            .headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+            .unwrap_or(endpoint.challenge.clone());
+        if challenge == Challenge::None {
+            return Ok(answer);
+        }
+        registry.tokens.invalidate(repository).await;
+        let authorization = self
+            .authorization(registry, &challenge, repository, true)
+            .await?;
+        if authorization.is_none() {
+            return Ok(answer);
+        }
+        let retry = Outbound {
+            method,
+            url,
+            headers,
+            authorization,
+            form: None,
+            kind: RequestKind::Manifest,
+        };
+        self.exchange(registry, retry).await
+    }
+}
+
+/// The `Accept` header of manifest requests.
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+fn digest_from_headers(headers: &HeaderMap) -> Option<RemoteDigest> {
+    let digest = headers.get("docker-content-digest")?.to_str().ok()?.trim();
+    if !is_valid_digest(digest) {
+        return None;
+    }
+    Some(RemoteDigest {
+        digest: digest.to_owned(),
+        media_type: headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
+            .filter(|v| !v.is_empty()),
+    })
+}
+
+fn is_valid_digest(digest: &str) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    let expected_len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return false,
+    };
+    hex.len() == expected_len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn sha256_digest(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
+/// The media type of a manifest: its `Content-Type`, else its `mediaType` field.
+fn media_type(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let from_header = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
+        .filter(|v| v.starts_with("application/vnd."));
+    from_header.or_else(|| {
+        #[derive(serde::Deserialize)]
+        struct MediaTypeField {
+            #[serde(rename = "mediaType")]
+            media_type: Option<String>,
+        }
+        serde_json::from_slice::<MediaTypeField>(body)
+            .ok()?
+            .media_type
+    })
+}
+
+/// Whether a registry host names a loopback address (`localhost`, 127.0.0.0/8, `::1`),
+/// which Docker reaches over plain HTTP.
+pub fn is_loopback_host(host: &str) -> bool {
+    let without_port = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    if without_port.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    without_port
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        let cases = [
+            ("localhost", true),
+            ("localhost:5000", true),
+            ("127.0.0.1:5000", true),
+            ("127.3.4.5", true),
+            ("[::1]:5000", true),
+            ("registry-1.docker.io", false),
+            ("10.0.0.1:5000", false),
+            ("localhost.example.com", false),
+        ];
+        for (host, expected) in cases {
+            assert_eq!(is_loopback_host(host), expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn digests_are_validated() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert!(is_valid_digest(&good));
+        assert!(!is_valid_digest("sha256:abc"));
+        assert!(!is_valid_digest(&format!("md5:{}", "a".repeat(64))));
+        assert!(!is_valid_digest(&format!("sha256:{}", "A".repeat(64))));
+    }
+
+    #[test]
+    fn accept_lists_every_media_type() {
+        for media_type in MANIFEST_MEDIA_TYPES {
+            assert!(ACCEPT_MANIFESTS.contains(media_type), "{media_type}");
+        }
+    }
+
+    #[test]
+    fn media_type_from_header_or_body() {
+        let mut headers = HeaderMap::new();
+        let body = br#"{"mediaType":"application/vnd.oci.image.index.v1+json"}"#;
+        assert_eq!(
+            media_type(&headers, body).as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        );
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.docker.distribution.manifest.v2+json"),
+        );
+        assert_eq!(
+            media_type(&headers, body).as_deref(),
+            Some("application/vnd.docker.distribution.manifest.v2+json")
+        );
+    }
+}

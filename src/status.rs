@@ -1,0 +1,445 @@
+//! A container's image status, from engine facts and registry answers through the rules,
+//! with the caches that make many containers of one tag cost one registry request.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::engine::{ContainerFacts, Engine, EngineError};
+use crate::registry::{RegistryClient, RegistryError, TagKey};
+use crate::rules::{
+    self, Comparison, ImageFacts, Manifest, Manifests, Plan, RemoteDigest, Status, Target, Verdict,
+};
+
+/// Engine inspections in flight at once for one check.
+const ENGINE_CONCURRENCY: usize = 16;
+
+/// The outcome of checking one container.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerReport {
+    /// Full container ID; the name or ID asked for when the container was not found.
+    pub container: String,
+    pub name: String,
+    /// The reference the container was created from, as the engine recorded it.
+    pub image: String,
+    pub status: Status,
+    /// Why the status is what it is; for `error`, the cause.
+    pub message: String,
+    /// The manifest digests the engine recorded for the checked repository.
+    pub local_digests: Vec<String>,
+    /// The registry's digest for the tag, when the registry answered.
+    pub remote_digest: Option<String>,
+    /// The normalised reference that was checked.
+    pub reference: Option<String>,
+    /// The registry that was asked.
+    pub registry: Option<String>,
+}
+
+impl ContainerReport {
+    fn decided(container: &ContainerFacts, verdict: Verdict) -> Self {
+        Self {
+            container: container.id.clone(),
+            name: container.name.clone(),
+            image: container.config_image.clone(),
+            status: verdict.status,
+            message: verdict.reason,
+            local_digests: Vec::new(),
+            remote_digest: None,
+            reference: None,
+            registry: None,
+        }
+    }
+}
+
+/// Time-to-live of cached registry answers.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheConfig {
+    /// How long a tag's remote digest is kept.
+    pub digest_ttl: Duration,
+    /// How long a registry failure is kept, so that a registry that is down is not asked
+    /// again at once.
+    pub error_ttl: Duration,
+    /// Tags kept at most.
+    pub max_tags: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            digest_ttl: Duration::from_secs(300),
+            error_ttl: Duration::from_secs(30),
+            max_tags: 100_000,
+        }
+    }
+}
+
+/// A container after planning: decided without the registry, or targets to check.
+enum Planned<'a> {
+    Done(ContainerReport),
+    Check {
+        container: &'a ContainerFacts,
+        image: &'a ImageFacts,
+        targets: Vec<Target>,
+    },
+}
+
+type DigestAnswer = Result<RemoteDigest, RegistryError>;
+
+/// Expires successful answers after the digest TTL and failures after the error TTL.
+struct AnswerExpiry(CacheConfig);
+
+impl moka::Expiry<TagKey, DigestAnswer> for AnswerExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &TagKey,
+        value: &DigestAnswer,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(match value {
+            Ok(_) => self.0.digest_ttl,
+            Err(_) => self.0.error_ttl,
+        })
+    }
+}
+
+/// Checks containers against their registries, sharing registry answers between them.
+pub struct Checker {
+    registry: Arc<RegistryClient>,
+    digests: moka::future::Cache<TagKey, DigestAnswer>,
+    /// Manifests by (registry, digest): content-addressed, so kept until evicted by size.
+    manifests: moka::future::Cache<(String, String), Manifest>,
+}
+
+impl Checker {
+    pub fn new(registry: Arc<RegistryClient>, cache: CacheConfig) -> Self {
+        Self {
+            registry,
+            digests: moka::future::Cache::builder()
+                .max_capacity(cache.max_tags)
+                .expire_after(AnswerExpiry(cache))
+                .build(),
+            manifests: moka::future::Cache::builder().max_capacity(10_000).build(),
+        }
+    }
+
+    pub fn registry(&self) -> &RegistryClient {
+        &self.registry
+    }
+
+    /// Checks containers by name or ID, in the order given. `on_done` is called once per
+    /// container as its check ends.
+    ///
+    /// Each container is inspected, because a listing shows the image ID in place of
+    /// `Config.Image` once the tag has moved to another local image.
+    pub async fn check_named(
+        &self,
+        engine: &Engine,
+        names: &[String],
+        on_done: &(dyn Fn() + Sync),
+    ) -> Vec<ContainerReport> {
+        let inspected = futures::stream::iter(names)
+            .map(|name| async move { (name, engine.inspect_container(name).await) })
+            .buffered(ENGINE_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+
+        let mut found = Vec::new();
+        let mut early: HashMap<usize, ContainerReport> = HashMap::new();
+        for (position, (name, result)) in inspected.into_iter().enumerate() {
+            match result {
+                Ok(Some(container)) => found.push((position, container)),
+                Ok(None) => {
+                    let missing = ContainerFacts {
+                        id: name.clone(),
+                        name: name.clone(),
+                        ..ContainerFacts::default()
+                    };
+                    let verdict = Verdict::new(
+                        Status::Skipped,
+                        format!("no container {name} on the engine"),
+                    );
+                    early.insert(position, ContainerReport::decided(&missing, verdict));
+                    on_done();
+                }
+                Err(error) => {
+                    let failed = ContainerFacts {
+                        id: name.clone(),
+                        name: name.clone(),
+                        ..ContainerFacts::default()
+                    };
+                    early.insert(position, engine_failure(&failed, &error));
+                    on_done();
+                }
+            }
+        }
+
+        let (positions, containers): (Vec<usize>, Vec<ContainerFacts>) = found.into_iter().unzip();
+        let checked = self.check_containers(engine, &containers, on_done).await;
+        for (position, report) in positions.into_iter().zip(checked) {
+            early.insert(position, report);
+        }
+        (0..names.len()).filter_map(|i| early.remove(&i)).collect()
+    }
+
+    /// Checks inspected containers, in the order given.
+    async fn check_containers(
+        &self,
+        engine: &Engine,
+        containers: &[ContainerFacts],
+        on_done: &(dyn Fn() + Sync),
+    ) -> Vec<ContainerReport> {
+        let images = self.inspect_images(engine, containers).await;
+
+        let planned: Vec<Planned> = containers
+            .iter()
+            .map(|container| match images.get(&container.image_id) {
+                Some(Ok(image)) => match rules::plan(&container.config_image, image) {
+                    Plan::Check(targets) => Planned::Check {
+                        container,
+                        image,
+                        targets,
+                    },
+                    Plan::Decided(verdict) => {
+                        Planned::Done(ContainerReport::decided(container, verdict))
+                    }
+                },
+                Some(Err(error)) => Planned::Done(engine_failure(container, error)),
+                None => Planned::Done(ContainerReport::decided(
+                    container,
+                    Verdict::new(
+                        Status::Error,
+                        "the engine reported no image for the container",
+                    ),
+                )),
+            })
+            .collect();
+
+        let keys: BTreeSet<TagKey> = planned
+            .iter()
+            .flat_map(|planned| match planned {
+                Planned::Check { targets, .. } => targets.as_slice(),
+                Planned::Done(_) => &[],
+            })
+            .filter_map(|target| TagKey::of(&target.reference))
+            .collect();
+        let mut uncached = Vec::new();
+        for key in keys {
+            if !self.digests.contains_key(&key) {
+                uncached.push(key);
+            }
+        }
+        self.registry.prepare(&uncached).await;
+
+        let checks = planned.into_iter().map(|planned| async move {
+            let report = match planned {
+                Planned::Done(report) => report,
+                Planned::Check {
+                    container,
+                    image,
+                    targets,
+                } => self.check_targets(container, image, &targets, false).await,
+            };
+            on_done();
+            report
+        });
+        futures::future::join_all(checks).await
+    }
+
+    /// Checks one container by ID or name. `force` asks the registry again instead of
+    /// using cached answers, and caches the fresh ones.
+    pub async fn check_one(
+        &self,
+        engine: &Engine,
+        id_or_name: &str,
+        force: bool,
+    ) -> ContainerReport {
+        let missing = || ContainerFacts {
+            id: id_or_name.to_owned(),
+            name: id_or_name.to_owned(),
+            ..ContainerFacts::default()
+        };
+        let container = match engine.inspect_container(id_or_name).await {
+            Ok(Some(container)) => container,
+            Ok(None) => {
+                let verdict = Verdict::new(
+                    Status::Skipped,
+                    format!("no container {id_or_name} on the engine"),
+                );
+                return ContainerReport::decided(&missing(), verdict);
+            }
+            Err(error) => return engine_failure(&missing(), &error),
+        };
+        let image = match engine.inspect_image(&container.image_id).await {
+            Ok(image) => image,
+            Err(error) => return engine_failure(&container, &error),
+        };
+        match rules::plan(&container.config_image, &image) {
+            Plan::Decided(verdict) => ContainerReport::decided(&container, verdict),
+            Plan::Check(targets) => {
+                self.check_targets(&container, &image, &targets, force)
+                    .await
+            }
+        }
+    }
+
+    async fn inspect_images(
+        &self,
+        engine: &Engine,
+        containers: &[ContainerFacts],
+    ) -> HashMap<String, Result<ImageFacts, EngineError>> {
+        let ids: BTreeSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
+        futures::stream::iter(ids)
+            .map(|id| async move { (id.to_owned(), engine.inspect_image(id).await) })
+            .buffer_unordered(ENGINE_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// Compares every target of a container and combines their statuses.
+    async fn check_targets(
+        &self,
+        container: &ContainerFacts,
+        image: &ImageFacts,
+        targets: &[Target],
+        force: bool,
+    ) -> ContainerReport {
+        let mut reports = Vec::with_capacity(targets.len());
+        for target in targets {
+            reports.push(self.check_target(container, image, target, force).await);
+        }
+        let status = rules::aggregate(reports.iter().map(|r| r.status));
+        let position = reports.iter().position(|r| r.status == status).unwrap_or(0);
+        reports.swap_remove(position)
+    }
+
+    async fn check_target(
+        &self,
+        container: &ContainerFacts,
+        image: &ImageFacts,
+        target: &Target,
+        force: bool,
+    ) -> ContainerReport {
+        let mut report = ContainerReport {
+            container: container.id.clone(),
+            name: container.name.clone(),
+            image: container.config_image.clone(),
+            status: Status::Error,
+            message: String::new(),
+            local_digests: target.local_digests.clone(),
+            remote_digest: None,
+            reference: Some(target.reference.to_string()),
+            registry: Some(target.reference.registry().to_owned()),
+        };
+        let Some(key) = TagKey::of(&target.reference) else {
+            report.status = Status::Skipped;
+            report.message = format!("{} has no tag to follow", target.reference);
+            return report;
+        };
+
+        let verdict = match self.remote_digest(&key, force).await {
+            Ok(remote) => {
+                report.remote_digest = Some(remote.digest.clone());
+                self.compare(&key, target, image, &remote).await
+            }
+            Err(error) => Err(error),
+        };
+        match verdict {
+            Ok(verdict) => {
+                report.status = verdict.status;
+                report.message = verdict.reason;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    container_id = %container.id,
+                    reference = %target.reference,
+                    registry = %error.registry(),
+                    error = %error.chain(),
+                    "registry check failed"
+                );
+                report.status = Status::Error;
+                report.message = error.chain();
+            }
+        }
+        report
+    }
+
+    /// The tag's remote digest: one registry request per tag however many callers ask at
+    /// once, and none while a cached answer is fresh, unless `force`.
+    async fn remote_digest(&self, key: &TagKey, force: bool) -> DigestAnswer {
+        if force {
+            self.digests.invalidate(key).await;
+        }
+        self.digests
+            .get_with_by_ref(key, self.registry.head_digest(key))
+            .await
+    }
+
+    /// Runs the comparison rules, fetching the manifests they ask for (each at most once).
+    async fn compare(
+        &self,
+        key: &TagKey,
+        target: &Target,
+        image: &ImageFacts,
+        remote: &RemoteDigest,
+    ) -> Result<Verdict, RegistryError> {
+        let mut known = Manifests::new();
+        // Each round fetches what the rules asked for; the rules ask for the remote index
+        // first and for local manifests second, so two rounds decide.
+        for _ in 0..3 {
+            match rules::compare(target, &image.platform, remote, &known) {
+                Comparison::Decided(verdict) => return Ok(verdict),
+                Comparison::Fetch(digests) => {
+                    for digest in digests {
+                        let manifest = match self.manifest(key, &digest).await {
+                            Ok(manifest) => manifest,
+                            // A local digest the registry no longer has cannot be the
+                            // remote one, nor show that only other platforms changed.
+                            Err(RegistryError::NotFound { .. }) if digest != remote.digest => {
+                                Manifest::Single
+                            }
+                            Err(error) => return Err(error),
+                        };
+                        known.insert(digest, manifest);
+                    }
+                }
+            }
+        }
+        Ok(Verdict::new(
+            Status::Error,
+            "the comparison did not settle after fetching the manifests it asked for",
+        ))
+    }
+
+    /// A manifest by digest, fetched at most once per registry (content-addressed).
+    async fn manifest(&self, key: &TagKey, digest: &str) -> Result<Manifest, RegistryError> {
+        let cache_key = (key.registry.clone(), digest.to_owned());
+        let fetch = self
+            .registry
+            .fetch_manifest(&key.registry, &key.repository, digest);
+        self.manifests
+            .try_get_with(cache_key, fetch)
+            .await
+            .map_err(|shared| (*shared).clone())
+    }
+}
+
+fn engine_failure(container: &ContainerFacts, error: &EngineError) -> ContainerReport {
+    let message = error_chain(error);
+    tracing::warn!(container_id = %container.id, error = %message, "engine check failed");
+    ContainerReport::decided(container, Verdict::new(Status::Error, message))
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
