@@ -1,41 +1,66 @@
 //! The seam between the HTTP layer and the status computation: the API checks the request
 //! and the caller's access, then calls an [`ImageStatusSource`] for the status.
 
+use std::borrow::Cow;
+
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::store::Environment;
 
-/// Whether the registry has a newer image for a container's reference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageStatus {
-    /// The registry's digest for the tag is not among the image's digests.
-    Outdated,
-    /// The registry's digest for the tag is among the image's digests.
-    Updated,
-    /// No check applies: the container is gone, the reference is pinned by digest, or the
-    /// image was never pushed or pulled.
-    Skipped,
-    /// The check is still running in the background; a later request returns its result.
-    Processing,
-    /// A Swarm service whose tasks are still being created, or which has no running task.
-    Preparing,
-    /// The engine or the registry failed.
-    Error,
+/// Status of one container, as the status rules decide it.
+pub use crate::rules::Status;
+
+/// Every status, in the order the OpenAPI document lists them.
+const ALL_STATUSES: [Status; 6] = [
+    Status::Outdated,
+    Status::Updated,
+    Status::Skipped,
+    Status::Processing,
+    Status::Preparing,
+    Status::Error,
+];
+
+// Fails to compile when `Status` gains a variant, so that `ALL_STATUSES` gets it too.
+const _: fn(Status) = |status| match status {
+    Status::Outdated
+    | Status::Updated
+    | Status::Skipped
+    | Status::Processing
+    | Status::Preparing
+    | Status::Error => {}
+};
+
+impl PartialSchema for Status {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Whether the registry has a newer image for the container's reference",
+            ))
+            .enum_values(Some(ALL_STATUSES.map(Status::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for Status {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ImageStatus")
+    }
 }
 
 /// The status of one container and an optional message that the API sends to the client
 /// as is, so it must not carry registry URLs, credentials or other details of a failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusReply {
-    pub status: ImageStatus,
+    pub status: Status,
     pub message: Option<String>,
 }
 
 impl StatusReply {
-    pub fn new(status: ImageStatus) -> Self {
+    pub fn new(status: Status) -> Self {
         Self {
             status,
             message: None,
@@ -63,7 +88,7 @@ pub type StatusFailure = Box<dyn std::error::Error + Send + Sync>;
 /// Computes the image status of containers. The server shares one across all requests.
 ///
 /// Failures at the engine or the registry are part of the result, not HTTP errors: return
-/// `Ok` with [`ImageStatus::Skipped`] or [`ImageStatus::Error`], or return `Err` with the
+/// `Ok` with [`Status::Skipped`] or [`Status::Error`], or return `Err` with the
 /// cause. On `Err` the API logs the cause with the environment and container ids and
 /// responds 200 with status `error` and a generic message. The cause's `Display` should
 /// name the reference and the registry, since the API does not know them.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use imgstat::server::config::ServerConfig;
 use imgstat::server::image_status::{
-    ImageStatus, ImageStatusSource, StatusFailure, StatusReply, StatusRequest,
+    ImageStatusSource, Status, StatusFailure, StatusReply, StatusRequest,
 };
 use imgstat::server::metrics::Metrics;
 use imgstat::server::{RunningServer, open_state, start};
@@ -72,7 +72,7 @@ impl ImageStatusSource for FakeStatusSource {
             .lock()
             .unwrap()
             .clone()
-            .unwrap_or(Ok(StatusReply::new(ImageStatus::Updated)));
+            .unwrap_or(Ok(StatusReply::new(Status::Updated)));
         Box::pin(async move { reply.map_err(StatusFailure::from) })
     }
 }

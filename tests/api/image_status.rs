@@ -1,6 +1,6 @@
 //! The image status endpoint: every request problem and the hand-off to the status source.
 
-use imgstat::server::image_status::{ImageStatus, StatusReply};
+use imgstat::server::image_status::{Status, StatusReply};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -17,9 +17,7 @@ async fn status_comes_from_source() {
     let server = TestServer::start().await;
     let admin_jwt = server.init_admin().await;
     let environment_id = server.create_environment(&admin_jwt, "local").await;
-    server
-        .source
-        .reply_with(StatusReply::new(ImageStatus::Outdated));
+    server.source.reply_with(StatusReply::new(Status::Outdated));
 
     let response = server
         .get(&status_path(environment_id, CONTAINER_ID))
@@ -48,12 +46,12 @@ async fn every_status_value_is_sent() {
     let admin_jwt = server.init_admin().await;
     let environment_id = server.create_environment(&admin_jwt, "local").await;
     let cases = [
-        (ImageStatus::Outdated, "outdated"),
-        (ImageStatus::Updated, "updated"),
-        (ImageStatus::Skipped, "skipped"),
-        (ImageStatus::Processing, "processing"),
-        (ImageStatus::Preparing, "preparing"),
-        (ImageStatus::Error, "error"),
+        (Status::Outdated, "outdated"),
+        (Status::Updated, "updated"),
+        (Status::Skipped, "skipped"),
+        (Status::Processing, "processing"),
+        (Status::Preparing, "preparing"),
+        (Status::Error, "error"),
     ];
 
     for (status, expected) in cases {
@@ -77,7 +75,7 @@ async fn message_from_source_is_sent() {
     let admin_jwt = server.init_admin().await;
     let environment_id = server.create_environment(&admin_jwt, "local").await;
     server.source.reply_with(StatusReply {
-        status: ImageStatus::Skipped,
+        status: Status::Skipped,
         message: Some("the reference is pinned by digest".to_owned()),
     });
 

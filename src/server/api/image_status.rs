@@ -11,7 +11,7 @@ use super::extract::{PathParams, QueryParams};
 use crate::server::AppState;
 use crate::server::auth::AuthUser;
 use crate::server::error::{ApiError, ErrorBody};
-use crate::server::image_status::{ImageStatus, StatusReply, StatusRequest};
+use crate::server::image_status::{Status, StatusReply, StatusRequest};
 
 /// Maximum length of a container id or name accepted in the path. Docker sets no limit on
 /// names; ids are 64 hex digits, and a longer value is taken as a malformed request.
@@ -36,7 +36,7 @@ pub struct StatusQuery {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct StatusResponse {
     #[serde(rename = "Status")]
-    pub status: ImageStatus,
+    pub status: Status,
     /// Detail for a person to read; generic when the status is `error`.
     #[serde(rename = "Message", skip_serializing_if = "Option::is_none", default)]
     pub message: Option<String>,
@@ -120,7 +120,7 @@ pub async fn image_status(
                 "image status check failed"
             );
             StatusReply {
-                status: ImageStatus::Error,
+                status: Status::Error,
                 message: Some(GENERIC_FAILURE_MESSAGE.to_owned()),
             }
         }

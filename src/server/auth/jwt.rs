@@ -27,6 +27,11 @@ struct Claims {
 impl JwtKeys {
     /// Builds the keys from a shared secret; tokens expire `lifetime` after they are issued.
     pub fn new(secret: &[u8], lifetime: Duration) -> Result<Self, jsonwebtoken::errors::Error> {
+        // jsonwebtoken panics at the first signature when cargo's feature unification enables
+        // both of its crypto backends, as a dependency asking for the other one does. Naming
+        // the backend avoids that. A provider installed earlier stays, and any one does HS256.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+
         let mut validation = Validation::new(Algorithm::HS256);
         // The same process issues and verifies tokens, so there is no clock skew to allow for.
         validation.leeway = 0;
