@@ -8,4 +8,5 @@ pub mod output;
 pub mod reference;
 pub mod registry;
 pub mod rules;
+pub mod server;
 pub mod status;

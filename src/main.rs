@@ -1,3 +1,4 @@
+use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -7,19 +8,29 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(&cli.command, cli.verbose);
     match cli.command {
         Command::Check(args) => imgstat::cli::check::run(args).await,
+        Command::Serve(args) => match imgstat::server::run_command(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(error = &error as &dyn Error, "server failed");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-/// Logs to stderr. `RUST_LOG` wins over `-v`; without either only errors are shown,
-/// because `check` reports registry failures in its own output.
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "error",
-        1 => "imgstat=debug",
-        _ => "debug",
+/// Logs to stderr. `RUST_LOG` wins over `-v`. Without either, `check` shows only errors,
+/// because it reports registry failures in its own output, and `serve` logs at info level:
+/// starts, stops and one line per request.
+fn init_logging(command: &Command, verbose: u8) {
+    let default = match (command, verbose) {
+        (Command::Check(_), 0) => "error",
+        (Command::Check(_), 1) => "imgstat=debug",
+        (Command::Serve(_), 0) => "info",
+        (Command::Serve(_), 1) => "info,imgstat=debug",
+        (_, _) => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -176,7 +176,15 @@ mod tests {
     #[test]
     fn parse_normalises_like_docker() {
         // (input, registry, api host, repository, tag, digest)
-        let cases: &[(&str, &str, &str, &str, Option<&str>, Option<&str>)] = &[
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            Option<&'static str>,
+            Option<&'static str>,
+        );
+        let cases: &[Case] = &[
             (
                 "nginx",
                 "docker.io",

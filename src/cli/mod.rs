@@ -21,4 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Check containers of one engine against their registries.
     Check(check::CheckArgs),
+
+    /// Run the multi-user HTTP service (JSON API, OpenAPI document, metrics).
+    Serve(crate::server::config::ServeArgs),
 }

@@ -1,0 +1,181 @@
+//! `GET /api/docker/{id}/containers/{containerId}/image_status`: the image status of one
+//! container. Request problems are HTTP errors; everything that goes wrong at the engine
+//! or the registry is a 200 with status `skipped` or `error`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{PathParams, QueryParams};
+use crate::server::AppState;
+use crate::server::auth::AuthUser;
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::image_status::{Status, StatusReply, StatusRequest};
+
+/// Maximum length of a container id or name accepted in the path. Docker sets no limit on
+/// names; ids are 64 hex digits, and a longer value is taken as a malformed request.
+const MAX_CONTAINER_ID_LEN: usize = 255;
+
+/// Message sent with status `error` when the source failed; the cause goes to the log.
+const GENERIC_FAILURE_MESSAGE: &str = "unable to determine image status";
+
+/// Query parameters of the status request.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// Swarm node to ask, for an environment that is a Swarm cluster.
+    #[serde(rename = "nodeName")]
+    #[param(rename = "nodeName")]
+    pub node_name: Option<String>,
+    /// Bypass the server's caches and recompute against the registry.
+    pub force: Option<bool>,
+}
+
+/// Image status of a container.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct StatusResponse {
+    #[serde(rename = "Status")]
+    pub status: Status,
+    /// Detail for a person to read; generic when the status is `error`.
+    #[serde(rename = "Message", skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
+}
+
+impl From<StatusReply> for StatusResponse {
+    fn from(reply: StatusReply) -> Self {
+        Self {
+            status: reply.status,
+            message: reply.message,
+        }
+    }
+}
+
+/// Tells whether the registry has a newer image for the container's reference.
+///
+/// Read-only: nothing is pulled or recreated.
+#[utoipa::path(
+    get,
+    path = "/api/docker/{id}/containers/{containerId}/image_status",
+    tag = "docker",
+    params(
+        ("id" = i64, Path, description = "Environment id"),
+        ("containerId" = String, Path, description = "Container id or name"),
+        StatusQuery,
+    ),
+    security(("jwt" = []), ("ApiKeyAuth" = [])),
+    responses(
+        (status = 200, description = "The status, also `skipped` or `error` when the engine or the registry failed", body = StatusResponse),
+        (status = 400, description = "Missing or invalid container id", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "No access to the environment", body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+    )
+)]
+pub async fn image_status(
+    AuthUser(user): AuthUser,
+    State(state): State<AppState>,
+    PathParams((environment_id, container_id)): PathParams<(i64, String)>,
+    QueryParams(query): QueryParams<StatusQuery>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    if !is_valid_container_id(&container_id) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid container id {container_id:?}: expected a container id or name"
+        )));
+    }
+
+    let environment = state
+        .store
+        .environment(environment_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("environment {environment_id} not found")))?;
+
+    let granted = user.is_admin()
+        || state
+            .store
+            .has_environment_access(environment_id, user.id)
+            .await?;
+    if !granted {
+        return Err(ApiError::Forbidden(format!(
+            "no access to environment {environment_id}"
+        )));
+    }
+
+    let node_name = query.node_name.as_deref().filter(|name| !name.is_empty());
+    let request = StatusRequest {
+        environment: &environment,
+        node_name,
+        container_id: &container_id,
+        force: query.force.unwrap_or(false),
+    };
+
+    let reply = match state.image_status.image_status(request).await {
+        Ok(reply) => reply,
+        Err(cause) => {
+            tracing::warn!(
+                environment_id,
+                container_id = %container_id,
+                node_name,
+                error = &*cause as &dyn std::error::Error,
+                "image status check failed"
+            );
+            StatusReply {
+                status: Status::Error,
+                message: Some(GENERIC_FAILURE_MESSAGE.to_owned()),
+            }
+        }
+    };
+    Ok(Json(reply.into()))
+}
+
+/// Tells whether `id` can be a container id or name: ASCII letters, digits, `_`, `.` and
+/// `-`, starting with a letter or digit, as Docker allows for names.
+fn is_valid_container_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    id.len() <= MAX_CONTAINER_ID_LEN
+        && first.is_ascii_alphanumeric()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_id_accepts_ids_and_names() {
+        let valid = [
+            "a",
+            "3f4e8a1b2c9d",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "web-1",
+            "my_app.db",
+        ];
+        for id in valid {
+            assert!(is_valid_container_id(id), "{id:?} was rejected");
+        }
+    }
+
+    #[test]
+    fn container_id_rejects_malformed_values() {
+        let too_long = "a".repeat(MAX_CONTAINER_ID_LEN + 1);
+        let invalid = [
+            "",
+            " ",
+            ".hidden",
+            "-flag",
+            "_x",
+            "a/b",
+            "../etc",
+            "a b",
+            "a?b",
+            "caf\u{e9}",
+            too_long.as_str(),
+        ];
+        for id in invalid {
+            assert!(!is_valid_container_id(id), "{id:?} was accepted");
+        }
+    }
+}

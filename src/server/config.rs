@@ -1,0 +1,140 @@
+//! Options of `imgstat serve`, from the command line or `IMGSTAT_*` environment variables.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default lifetime of a JWT: 8 hours.
+const DEFAULT_JWT_LIFETIME_SECS: u64 = 8 * 60 * 60;
+
+/// Command-line arguments of `imgstat serve`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on for HTTP requests.
+    #[arg(long, env = "IMGSTAT_LISTEN", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+
+    /// Directory for the database and the generated JWT signing key, created if missing
+    /// [default: the user's data directory, e.g. ~/.local/share/imgstat on Linux].
+    #[arg(long, env = "IMGSTAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Secret that signs JWTs, at least 32 bytes. Without it, a random key is generated
+    /// into the data directory at first start. Prefer the environment variable: other
+    /// users of the machine can read a command line.
+    #[arg(long, env = "IMGSTAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<JwtSecret>,
+
+    /// Lifetime of a JWT issued by POST /api/auth, in seconds.
+    #[arg(long, env = "IMGSTAT_JWT_LIFETIME_SECS", default_value_t = DEFAULT_JWT_LIFETIME_SECS)]
+    pub jwt_lifetime_secs: u64,
+}
+
+/// Secret for signing JWTs; its `Debug` output never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtSecret(Vec<u8>);
+
+impl JwtSecret {
+    /// Minimum length in bytes, the output size of SHA-256 as RFC 7518 requires for HS256.
+    pub const MIN_LEN: usize = 32;
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl FromStr for JwtSecret {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.len() < Self::MIN_LEN {
+            return Err(format!(
+                "the JWT secret has {} bytes, expected at least {}",
+                value.len(),
+                Self::MIN_LEN
+            ));
+        }
+        Ok(Self(value.as_bytes().to_vec()))
+    }
+}
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+/// Settings the server runs with, after defaults are resolved.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Signing secret for JWTs; `None` means the key file in `data_dir`.
+    pub jwt_secret: Option<JwtSecret>,
+    pub jwt_lifetime: Duration,
+}
+
+/// Failure to turn [`ServeArgs`] into a [`ServerConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no data directory given and the user's data directory is unknown \
+         (is HOME set?); pass --data-dir or set IMGSTAT_DATA_DIR"
+    )]
+    NoDataDir,
+}
+
+impl ServerConfig {
+    /// Builds a configuration with the default options and the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9000)),
+            data_dir: data_dir.into(),
+            jwt_secret: None,
+            jwt_lifetime: Duration::from_secs(DEFAULT_JWT_LIFETIME_SECS),
+        }
+    }
+}
+
+impl TryFrom<ServeArgs> for ServerConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: ServeArgs) -> Result<Self, Self::Error> {
+        let data_dir = match args.data_dir {
+            Some(dir) => dir,
+            None => default_data_dir().ok_or(ConfigError::NoDataDir)?,
+        };
+        Ok(Self {
+            listen: args.listen,
+            data_dir,
+            jwt_secret: args.jwt_secret,
+            jwt_lifetime: Duration::from_secs(args.jwt_lifetime_secs),
+        })
+    }
+}
+
+/// Returns the platform's per-user data directory for imgstat.
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "imgstat").map(|dirs| dirs.data_dir().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_jwt_secret_is_rejected() {
+        let error = "too short".parse::<JwtSecret>().unwrap_err();
+
+        assert!(error.contains("at least 32"), "{error}");
+    }
+
+    #[test]
+    fn jwt_secret_debug_hides_value() {
+        let secret: JwtSecret = "a secret that is long enough for HS256".parse().unwrap();
+
+        assert_eq!(format!("{secret:?}"), "JwtSecret(<redacted>)");
+    }
+}

@@ -1,0 +1,115 @@
+//! The seam between the HTTP layer and the status computation: the API checks the request
+//! and the caller's access, then calls an [`ImageStatusSource`] for the status.
+
+use std::borrow::Cow;
+
+use futures::future::BoxFuture;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::store::Environment;
+
+/// Status of one container, as the status rules decide it.
+pub use crate::rules::Status;
+
+/// Every status, in the order the OpenAPI document lists them.
+const ALL_STATUSES: [Status; 6] = [
+    Status::Outdated,
+    Status::Updated,
+    Status::Skipped,
+    Status::Processing,
+    Status::Preparing,
+    Status::Error,
+];
+
+// Fails to compile when `Status` gains a variant, so that `ALL_STATUSES` gets it too.
+const _: fn(Status) = |status| match status {
+    Status::Outdated
+    | Status::Updated
+    | Status::Skipped
+    | Status::Processing
+    | Status::Preparing
+    | Status::Error => {}
+};
+
+impl PartialSchema for Status {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Whether the registry has a newer image for the container's reference",
+            ))
+            .enum_values(Some(ALL_STATUSES.map(Status::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for Status {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ImageStatus")
+    }
+}
+
+/// The status of one container and an optional message that the API sends to the client
+/// as is, so it must not carry registry URLs, credentials or other details of a failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusReply {
+    pub status: Status,
+    pub message: Option<String>,
+}
+
+impl StatusReply {
+    pub fn new(status: Status) -> Self {
+        Self {
+            status,
+            message: None,
+        }
+    }
+}
+
+/// One status request, after the API checked the container id and the caller's access.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusRequest<'a> {
+    pub environment: &'a Environment,
+    /// Swarm node to ask, from the `nodeName` query parameter as the client sent it. Never
+    /// empty, and otherwise unchecked, so the source must treat it as untrusted input.
+    pub node_name: Option<&'a str>,
+    /// Container id or name: ASCII letters, digits, `_`, `.` and `-`, starting with a letter
+    /// or a digit.
+    pub container_id: &'a str,
+    /// Bypass cached results and recompute against the registry.
+    pub force: bool,
+}
+
+/// Cause of a failed status computation. It goes to the server log, never to the client.
+pub type StatusFailure = Box<dyn std::error::Error + Send + Sync>;
+
+/// Computes the image status of containers. The server shares one across all requests.
+///
+/// Failures at the engine or the registry are part of the result, not HTTP errors: return
+/// `Ok` with [`Status::Skipped`] or [`Status::Error`], or return `Err` with the
+/// cause. On `Err` the API logs the cause with the environment and container ids and
+/// responds 200 with status `error` and a generic message. The cause's `Display` should
+/// name the reference and the registry, since the API does not know them.
+pub trait ImageStatusSource: Send + Sync {
+    fn image_status<'a>(
+        &'a self,
+        request: StatusRequest<'a>,
+    ) -> BoxFuture<'a, Result<StatusReply, StatusFailure>>;
+}
+
+/// Source for a server built without a status checker: every request fails, so the API
+/// returns `error` and logs why.
+// TODO: replace with the engine and registry checker once the status module provides one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UnavailableStatusSource;
+
+impl ImageStatusSource for UnavailableStatusSource {
+    fn image_status<'a>(
+        &'a self,
+        _request: StatusRequest<'a>,
+    ) -> BoxFuture<'a, Result<StatusReply, StatusFailure>> {
+        Box::pin(async { Err("this build has no image status checker".into()) })
+    }
+}

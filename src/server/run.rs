@@ -1,0 +1,239 @@
+//! Starting and stopping the server: data directory, store, keys, listener, signals.
+
+use std::fs::DirBuilder;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::auth::jwt::JwtKeys;
+use super::config::{ConfigError, ServeArgs, ServerConfig};
+use super::image_status::{ImageStatusSource, UnavailableStatusSource};
+use super::key_file::{self, KeyFileError};
+use super::metrics::Metrics;
+use super::store::{Store, StoreError};
+use super::{AppState, app};
+
+/// File in the data directory that contains the generated JWT signing key.
+pub const JWT_KEY_FILE: &str = "jwt-signing.key";
+
+/// Length of a generated JWT signing key, in bytes: the block size of SHA-256, the
+/// longest HMAC-SHA-256 key that is used without hashing it first.
+const JWT_KEY_LEN: usize = 64;
+
+/// Upper bound on waiting for open requests at shutdown; requests still open then are
+/// dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Failure to start or run the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("failed to create the data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("failed to open the store")]
+    Store(#[from] StoreError),
+
+    #[error("failed to load the JWT signing key")]
+    SigningKey(#[from] KeyFileError),
+
+    #[error("the JWT signing key is unusable")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+
+    #[error("failed to create the metrics registry")]
+    Metrics(#[from] prometheus::Error),
+
+    #[error("failed to listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("the HTTP server failed")]
+    Serve(#[source] io::Error),
+}
+
+/// Runs `imgstat serve` with the options from the command line, until SIGINT or SIGTERM.
+pub async fn run_command(args: ServeArgs) -> Result<(), ServeError> {
+    let config = ServerConfig::try_from(args)?;
+    let metrics = Metrics::new()?;
+    run(config, metrics, Arc::new(UnavailableStatusSource)).await
+}
+
+/// Opens the store and the keys in `config.data_dir`, creating what is missing, listens on
+/// `config.listen`, and serves until SIGINT or SIGTERM.
+pub async fn run(
+    config: ServerConfig,
+    metrics: Metrics,
+    image_status: Arc<dyn ImageStatusSource>,
+) -> Result<(), ServeError> {
+    let state = open_state(&config, metrics, image_status).await?;
+    let store_version = state.store.schema_version().await?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let mut server = start(listener, state).map_err(ServeError::Serve)?;
+    tracing::info!(
+        address = %server.local_addr(),
+        data_dir = %config.data_dir.display(),
+        store_version,
+        "server started"
+    );
+
+    tokio::select! {
+        () = shutdown_signal() => {}
+        result = server.finished() => return result.map_err(ServeError::Serve),
+    }
+    tracing::info!("shutdown requested, finishing open requests");
+    server.stop().await.map_err(ServeError::Serve)?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Opens the store and the JWT keys for `config`, creating the data directory (mode 0700),
+/// the database and the key file when they are missing.
+pub async fn open_state(
+    config: &ServerConfig,
+    metrics: Metrics,
+    image_status: Arc<dyn ImageStatusSource>,
+) -> Result<AppState, ServeError> {
+    create_data_dir(&config.data_dir)?;
+    let store = Store::open(&config.data_dir).await?;
+
+    let secret = match &config.jwt_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => key_file::load_or_create(&config.data_dir.join(JWT_KEY_FILE), JWT_KEY_LEN)?,
+    };
+    let jwt = JwtKeys::new(&secret, config.jwt_lifetime)?;
+
+    Ok(AppState::new(store, jwt, image_status, metrics))
+}
+
+fn create_data_dir(path: &Path) -> Result<(), ServeError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| ServeError::DataDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// A server serving in a background task.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<io::Result<()>>,
+    store: Store,
+}
+
+/// Starts serving `state` on `listener` in a background task. Bind the listener to port 0
+/// to let the system pick a free port, and read it from [`RunningServer::local_addr`].
+pub fn start(listener: TcpListener, state: AppState) -> io::Result<RunningServer> {
+    let local_addr = listener.local_addr()?;
+    let store = state.store.clone();
+    let (shutdown, shutdown_requested) = oneshot::channel::<()>();
+
+    let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        // A dropped sender also means shutdown.
+        let _ = shutdown_requested.await;
+    });
+    let task = tokio::spawn(async move { serve.await });
+
+    Ok(RunningServer {
+        local_addr,
+        shutdown,
+        task,
+        store,
+    })
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Returns the base URL, such as `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Waits until the server task ends on its own, which happens only when it fails.
+    async fn finished(&mut self) -> io::Result<()> {
+        (&mut self.task).await.map_err(io::Error::other)?
+    }
+
+    /// Stops accepting connections, waits up to 10 seconds for open requests, then closes
+    /// the database.
+    pub async fn stop(mut self) -> io::Result<()> {
+        let _ = self.shutdown.send(());
+
+        let result = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(joined) => joined.map_err(io::Error::other)?,
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = SHUTDOWN_GRACE.as_secs(),
+                    "requests still open after the shutdown grace period, dropping them"
+                );
+                self.task.abort();
+                Ok(())
+            }
+        };
+
+        self.store.close().await;
+        result
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "failed to listen for SIGINT"
+            );
+            std::future::pending::<()>().await;
+        }
+    };
+
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "failed to listen for SIGTERM"
+                );
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

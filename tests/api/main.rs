@@ -1,0 +1,10 @@
+//! Tests of the HTTP service through real HTTP requests on loopback, each server with its
+//! own temporary data directory.
+
+mod common;
+
+mod auth;
+mod endpoints;
+mod image_status;
+mod restart;
+mod service;
