@@ -109,9 +109,17 @@ impl moka::Expiry<TagKey, DigestAnswer> for AnswerExpiry {
     }
 }
 
+/// How often a tag's remote digest came from the cache, for metrics.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    pub digest_hits: std::sync::atomic::AtomicU64,
+    pub digest_misses: std::sync::atomic::AtomicU64,
+}
+
 /// Checks containers against their registries, sharing registry answers between them.
 pub struct Checker {
     registry: Arc<RegistryClient>,
+    counters: CacheCounters,
     digests: moka::future::Cache<TagKey, DigestAnswer>,
     /// Manifests by (registry, digest): content-addressed, so kept until evicted by size.
     manifests: moka::future::Cache<(String, String), Manifest>,
@@ -121,6 +129,7 @@ impl Checker {
     pub fn new(registry: Arc<RegistryClient>, cache: CacheConfig) -> Self {
         Self {
             registry,
+            counters: CacheCounters::default(),
             digests: moka::future::Cache::builder()
                 .max_capacity(cache.max_tags)
                 .expire_after(AnswerExpiry(cache))
@@ -131,6 +140,11 @@ impl Checker {
 
     pub fn registry(&self) -> &RegistryClient {
         &self.registry
+    }
+
+    /// Remote digest cache hits and misses since the checker was created.
+    pub fn counters(&self) -> &CacheCounters {
+        &self.counters
     }
 
     /// Checks containers by name or ID, in the order given. `on_done` is called once per
@@ -376,9 +390,18 @@ impl Checker {
         if force {
             self.digests.invalidate(key).await;
         }
-        self.digests
-            .get_with_by_ref(key, self.registry.head_digest(key))
-            .await
+        let entry = self
+            .digests
+            .entry_by_ref(key)
+            .or_insert_with(self.registry.head_digest(key))
+            .await;
+        let counter = if entry.is_fresh() {
+            &self.counters.digest_misses
+        } else {
+            &self.counters.digest_hits
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        entry.into_value()
     }
 
     /// Runs the comparison rules, fetching the manifests they ask for (each at most once).

@@ -30,6 +30,39 @@ pub struct ServeArgs {
     /// Lifetime of a JWT issued by POST /api/auth, in seconds.
     #[arg(long, env = "IMGSTAT_JWT_LIFETIME_SECS", default_value_t = DEFAULT_JWT_LIFETIME_SECS)]
     pub jwt_lifetime_secs: u64,
+
+    /// How long a container's status and a tag's remote digest are cached, in seconds.
+    #[arg(long, env = "IMGSTAT_STATUS_TTL_SECS", default_value_t = 300)]
+    pub status_ttl_secs: u64,
+
+    /// How long an `error` status and a registry failure are cached, in seconds, so that a
+    /// registry that is down is not asked again at once.
+    #[arg(long, env = "IMGSTAT_ERROR_TTL_SECS", default_value_t = 30)]
+    pub error_ttl_secs: u64,
+
+    /// How long a status request without force=true waits for a check, in milliseconds,
+    /// before it answers `processing` while the check goes on.
+    #[arg(long, env = "IMGSTAT_WAIT_BOUND_MS", default_value_t = 3000)]
+    pub wait_bound_ms: u64,
+
+    /// Requests in flight at once to one registry.
+    #[arg(long, env = "IMGSTAT_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_in_flight: u64,
+
+    /// Seconds one registry request may take once sent.
+    #[arg(long, env = "IMGSTAT_REGISTRY_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub registry_timeout_secs: u64,
+
+    /// A registry (HOST[:PORT]) that may be reached over plain HTTP or with an unverified
+    /// certificate. Repeatable, or comma-separated in the variable. Loopback registries
+    /// always may.
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]",
+        env = "IMGSTAT_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Secret for signing JWTs; its `Debug` output never shows the value.
@@ -74,6 +107,10 @@ pub struct ServerConfig {
     /// Signing secret for JWTs; `None` means the key file in `data_dir`.
     pub jwt_secret: Option<JwtSecret>,
     pub jwt_lifetime: Duration,
+    /// Caches and wait bound of status requests.
+    pub status: crate::status::ServiceConfig,
+    /// Limits of registry requests.
+    pub registry: crate::registry::RegistryConfig,
 }
 
 /// Failure to turn [`ServeArgs`] into a [`ServerConfig`].
@@ -94,6 +131,8 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             jwt_secret: None,
             jwt_lifetime: Duration::from_secs(DEFAULT_JWT_LIFETIME_SECS),
+            status: crate::status::ServiceConfig::default(),
+            registry: crate::registry::RegistryConfig::default(),
         }
     }
 }
@@ -111,6 +150,17 @@ impl TryFrom<ServeArgs> for ServerConfig {
             data_dir,
             jwt_secret: args.jwt_secret,
             jwt_lifetime: Duration::from_secs(args.jwt_lifetime_secs),
+            status: crate::status::ServiceConfig {
+                status_ttl: Duration::from_secs(args.status_ttl_secs),
+                error_ttl: Duration::from_secs(args.error_ttl_secs),
+                wait_bound: Duration::from_millis(args.wait_bound_ms),
+            },
+            registry: crate::registry::RegistryConfig {
+                max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
+                request_timeout: Duration::from_secs(args.registry_timeout_secs),
+                insecure_registries: args.insecure_registries,
+                ..crate::registry::RegistryConfig::default()
+            },
         })
     }
 }

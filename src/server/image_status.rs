@@ -98,18 +98,3 @@ pub trait ImageStatusSource: Send + Sync {
         request: StatusRequest<'a>,
     ) -> BoxFuture<'a, Result<StatusReply, StatusFailure>>;
 }
-
-/// Source for a server built without a status checker: every request fails, so the API
-/// returns `error` and logs why.
-// TODO: replace with the engine and registry checker once the status module provides one.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UnavailableStatusSource;
-
-impl ImageStatusSource for UnavailableStatusSource {
-    fn image_status<'a>(
-        &'a self,
-        _request: StatusRequest<'a>,
-    ) -> BoxFuture<'a, Result<StatusReply, StatusFailure>> {
-        Box::pin(async { Err("this build has no image status checker".into()) })
-    }
-}

@@ -10,6 +10,7 @@ pub mod image_status;
 pub mod key_file;
 pub mod metrics;
 mod run;
+pub mod status_source;
 pub mod store;
 
 use std::sync::Arc;
@@ -24,7 +25,9 @@ use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use run::{RunningServer, ServeError, open_state, run, run_command, start};
+pub use run::{
+    RunningServer, ServeError, engine_status_source, open_state, run, run_command, start,
+};
 
 use auth::jwt::JwtKeys;
 use error::ApiError;

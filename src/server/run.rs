@@ -14,11 +14,15 @@ use tokio::task::JoinHandle;
 
 use super::auth::jwt::JwtKeys;
 use super::config::{ConfigError, ServeArgs, ServerConfig};
-use super::image_status::{ImageStatusSource, UnavailableStatusSource};
+use super::image_status::ImageStatusSource;
 use super::key_file::{self, KeyFileError};
 use super::metrics::Metrics;
+use super::status_source::EngineStatusSource;
 use super::store::{Store, StoreError};
 use super::{AppState, app};
+use crate::credentials::NoCredentials;
+use crate::registry::RegistryClient;
+use crate::status::{CacheConfig, Checker, StatusService};
 
 /// File in the data directory that contains the generated JWT signing key.
 pub const JWT_KEY_FILE: &str = "jwt-signing.key";
@@ -63,6 +67,9 @@ pub enum ServeError {
         source: io::Error,
     },
 
+    #[error("failed to set up the registry HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
 }
@@ -71,7 +78,29 @@ pub enum ServeError {
 pub async fn run_command(args: ServeArgs) -> Result<(), ServeError> {
     let config = ServerConfig::try_from(args)?;
     let metrics = Metrics::new()?;
-    run(config, metrics, Arc::new(UnavailableStatusSource)).await
+    let source = engine_status_source(&config, &metrics)?;
+    run(config, metrics, source).await
+}
+
+/// The status source that checks stored environments against their registries, with the
+/// caches and limits of `config`, its counters registered in `metrics`.
+pub fn engine_status_source(
+    config: &ServerConfig,
+    metrics: &Metrics,
+) -> Result<Arc<dyn ImageStatusSource>, ServeError> {
+    // NOTE: no credentials yet: registries that need them answer 401 and their containers
+    // are `error` until stored registry credentials exist.
+    let registry = RegistryClient::new(config.registry.clone(), Arc::new(NoCredentials))
+        .map_err(ServeError::HttpClient)?;
+    let cache = CacheConfig {
+        digest_ttl: config.status.status_ttl,
+        error_ttl: config.status.error_ttl,
+        ..CacheConfig::default()
+    };
+    let checker = Arc::new(Checker::new(Arc::new(registry), cache));
+    let service = Arc::new(StatusService::new(checker, config.status));
+    let source = EngineStatusSource::new(service, &config.data_dir, metrics.registry())?;
+    Ok(Arc::new(source))
 }
 
 /// Opens the store and the keys in `config.data_dir`, creating what is missing, listens on
