@@ -332,3 +332,85 @@ fn one_token_request_carries_many_scopes() {
     );
     assert_eq!(requests[0].account.as_deref(), Some(user.username.as_str()));
 }
+
+#[test]
+fn anonymous_token_registry_is_checked() {
+    let policy = TokenPolicy::new().anonymous_pull("public/*");
+    let registry = Registry::with_token_auth(policy);
+    let image = TestImage::build(&registry, "public/app", "1");
+    let container = TestContainer::create(image.reference(), "anonymous");
+    let token_server = registry
+        .token_server()
+        .expect("a token registry has a token server");
+    token_server.reset_counters();
+
+    let reports = check(&DockerConfigDir::new(), &[&container]);
+    assert_eq!(status_of(&reports, &container), "updated", "{reports:?}");
+    let requests = token_server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].account, None);
+}
+
+#[test]
+fn credential_helper_supplies_credentials() {
+    let user = Credentials::random("helper");
+    let registry = Registry::with_htpasswd(std::slice::from_ref(&user));
+    let image = TestImage::build(&registry, "private/helped", "1");
+    let container = TestContainer::create(image.reference(), "helped");
+
+    // A credential helper on PATH that knows this one registry, as docker-credential-pass
+    // or docker-credential-secretservice would.
+    let helpers = tempfile::tempdir().unwrap();
+    let script = helpers.path().join("docker-credential-imgstattest");
+    let answer = serde_json::json!({
+        "ServerURL": registry.host(),
+        "Username": user.username,
+        "Secret": user.password,
+    });
+    let body = format!(
+        "#!/bin/sh\nread server\nif [ \"$server\" = \"{}\" ]; then echo '{answer}'; \
+         else echo 'credentials not found in native keychain'; exit 1; fi\n",
+        registry.host()
+    );
+    write_executable(&script, &body);
+
+    let config = DockerConfigDir::new();
+    std::fs::write(config.config_path(), r#"{"credsStore":"imgstattest"}"#).unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imgstat"))
+        .args(["check", "--json", container.name()])
+        .env("DOCKER_CONFIG", config.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let reports: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reports[0]["status"], "updated", "{reports:?}");
+}
+
+/// Writes an executable script from a child process, so that no thread of this test
+/// process holds it open for writing when it runs ("text file busy").
+fn write_executable(path: &std::path::Path, body: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "writing {} failed",
+        path.display()
+    );
+}
