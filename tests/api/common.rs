@@ -13,6 +13,7 @@ use imgstat::server::image_status::{
     ImageStatusSource, Status, StatusFailure, StatusReply, StatusRequest,
 };
 use imgstat::server::metrics::Metrics;
+use imgstat::server::registry_directory::RegistryDirectory;
 use imgstat::server::{RunningServer, open_state, start};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -255,7 +256,10 @@ impl TestServer {
 
 async fn start_server(config: &ServerConfig, source: Arc<FakeStatusSource>) -> RunningServer {
     let metrics = Metrics::new().unwrap();
-    let state = open_state(config, metrics, source).await.unwrap();
+    let registries = Arc::new(RegistryDirectory::new());
+    let state = open_state(config, metrics, source, registries)
+        .await
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     start(listener, state).unwrap()
 }
