@@ -1,6 +1,6 @@
-//! Where a stored registry applies: a registry host with an optional repository path
-//! prefix, parsed from a URL such as `registry.example.com:5000/team`, and the choice of the
-//! entry that applies to a repository.
+//! Registry locations: a registry host with an optional repository path prefix, parsed
+//! from a URL such as `registry.example.com:5000/team`, and the choice of the stored entry
+//! that applies to a repository.
 
 use std::fmt;
 
@@ -21,7 +21,7 @@ pub struct ParsedRegistryUrl {
     pub plain_http: bool,
 }
 
-/// Why a registry URL is invalid. The message is safe to return to an API client.
+/// An invalid registry URL and the reason. The message is safe to return to an API client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid registry URL {url:?}: {reason}")]
 pub struct LocationError {
@@ -115,8 +115,7 @@ impl fmt::Display for RegistryLocation {
 }
 
 /// Picks the entry for `repository` on `registry`: among the entries whose location covers
-/// it, the one with the longest path prefix. Entries for other hosts never match, so no
-/// credential is sent to a host it was not stored for.
+/// it, the one with the longest path prefix. Entries for other hosts never match.
 pub fn best_match<'a, T>(
     entries: impl IntoIterator<Item = (&'a RegistryLocation, T)>,
     registry: &str,

@@ -36,7 +36,7 @@ const CHECK_PLAINTEXT: &[u8] = b"imgstat credential key check";
 /// Associated data of the key check value.
 const CHECK_ASSOCIATED_DATA: &[u8] = b"imgstat credential key check v1";
 
-/// Where a credential key came from, for error messages.
+/// The origin of a credential key, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyOrigin {
     File(PathBuf),
@@ -289,8 +289,8 @@ pub(crate) fn read_key_file(path: &Path) -> Result<CredentialKey, KeyFileError> 
     ))
 }
 
-/// Returns the key of a rotation that committed before its new key file was renamed into
-/// place, after renaming it; `None` when there is no such file or it fails the check too.
+/// Finishes a rotation that committed before its new key file was renamed into place, and
+/// returns the new key. Returns `None` when there is no such file or it fails the check too.
 fn finish_interrupted_rotation(
     data_dir: &Path,
     check_value: &[u8],

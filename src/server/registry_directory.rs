@@ -26,8 +26,8 @@ struct Entry {
     ca_cert: Option<String>,
 }
 
-/// Callback told the host (as in normalised references) of every registry whose entries
-/// changed.
+/// Callback that receives the host (as in normalised references) of every registry whose
+/// entries changed.
 type Listener = Box<dyn Fn(&str) + Send + Sync>;
 
 /// The stored registries, loaded by [`RegistryDirectory::reload`].

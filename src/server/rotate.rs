@@ -36,7 +36,7 @@ pub struct RotateArgs {
     pub new_credential_key: Option<KeyBytes>,
 }
 
-/// Where the new key is after a rotation.
+/// The location of the new key after a rotation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NewKeyLocation {
     /// The key file, which now contains the new key.
@@ -127,9 +127,9 @@ pub enum RotateError {
     Store(#[from] StoreError),
 }
 
-/// Rotates the credential key of a data directory: checks the current key, re-seals every
-/// password and the key check value with the new key in one transaction, then (for a key
-/// file) renames the new key file over the old one.
+/// Rotates the credential key of a data directory. It checks the current key, and re-seals
+/// every password and the key check value with the new key in one transaction. For a key
+/// file, it then renames the new key file over the old one.
 ///
 /// A crash after the commit and before the rename leaves the new key in
 /// `credential.key.new`, which the next start or rotation moves into place.

@@ -36,6 +36,10 @@ async fn htpasswd_credentials_apply_without_restart() {
     assert_eq!(rejected["Status"], "error", "{rejected}");
     assert_eq!(rejected["Message"], GENERIC_ERROR);
 
+    server.delete_registry(id).await;
+    let deleted = server.forced_status(container.id()).await;
+    assert_eq!(deleted["Status"], "error", "{deleted}");
+
     let log = logs.text();
     let cause = format!(
         "registry {} rejected the request for team/app",

@@ -63,7 +63,7 @@ pub struct RegistryFields {
     pub ca_cert: Option<String>,
 }
 
-/// What an update does with the stored password.
+/// The change an update makes to the stored password.
 #[derive(Clone, Debug)]
 pub enum PasswordUpdate {
     /// Keep the stored password. Only possible while the host and the username stay.
@@ -187,7 +187,7 @@ impl Store {
         rows.into_iter().map(RegistryRecord::try_from).collect()
     }
 
-    /// Replaces a registry's fields and updates its password as `password` says; returns
+    /// Replaces a registry's fields and applies `password` to the stored password. Returns
     /// `None` when no such registry exists.
     ///
     /// [`PasswordUpdate::Keep`] fails with [`StoreError::PasswordRequired`] when the host or
