@@ -5,6 +5,7 @@
 
 mod docker_config;
 mod helper;
+mod location;
 #[cfg(test)]
 mod test_scripts;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 pub use docker_config::{DockerConfig, registry_host};
+pub use location::{LocationError, ParsedRegistryUrl, RegistryLocation, best_match};
 
 /// A password or token. `Debug` and `Display` print `[redacted]`, so the value reaches a log
 /// or an error message only through [`Secret::expose`].

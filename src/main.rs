@@ -18,6 +18,21 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::RotateCredentialKey(args) => {
+            match imgstat::server::rotate_credential_key(args).await {
+                Ok(rotation) => {
+                    println!("{rotation}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    tracing::error!(
+                        error = &error as &dyn Error,
+                        "credential key rotation failed"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -28,8 +43,8 @@ fn init_logging(command: &Command, verbose: u8) {
     let default = match (command, verbose) {
         (Command::Check(_), 0) => "error",
         (Command::Check(_), 1) => "imgstat=debug",
-        (Command::Serve(_), 0) => "info",
-        (Command::Serve(_), 1) => "info,imgstat=debug",
+        (Command::Serve(_) | Command::RotateCredentialKey(_), 0) => "info",
+        (Command::Serve(_) | Command::RotateCredentialKey(_), 1) => "info,imgstat=debug",
         (_, _) => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

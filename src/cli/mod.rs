@@ -24,4 +24,8 @@ pub enum Command {
 
     /// Run the multi-user HTTP service (JSON API, OpenAPI document, metrics).
     Serve(crate::server::config::ServeArgs),
+
+    /// Re-seal the server's stored registry passwords with a new credential key. Stop the
+    /// server first.
+    RotateCredentialKey(crate::server::RotateArgs),
 }

@@ -96,8 +96,8 @@ impl RegistryClient {
         let mut redirects = 0;
         loop {
             let same_origin = url.origin() == origin;
-            let client = self.http_client(registry.insecure);
-            let mut request = client
+            let mut request = registry
+                .http
                 .request(outbound.method.clone(), url.clone())
                 .headers(outbound.headers.clone());
             if same_origin && let Some(value) = &outbound.authorization {

@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod exchange;
 mod learn;
+mod options;
 mod stats;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ pub use auth::{Challenge, parse_challenge};
 pub use error::RegistryError;
 use exchange::{Outbound, RequestKind, status_error};
 use learn::Endpoint;
+pub use options::{CaCertError, RegistryOptions, RegistryOptionsSource};
 pub use stats::RegistryStats;
 
 /// Every manifest media type imgstat understands, sent in `Accept` on every manifest
@@ -110,19 +112,25 @@ pub(crate) struct RegistryState {
     pub name: String,
     /// Host and port of the API.
     pub host: String,
-    /// Plain HTTP and unverified TLS allowed (loopback or listed as insecure).
+    /// Plain HTTP and unverified TLS allowed (loopback, listed as insecure, or insecure in
+    /// its [`RegistryOptions`]).
     pub insecure: bool,
-    pub permits: Semaphore,
-    pub paused_until: Mutex<Option<Instant>>,
+    /// The HTTP client for this registry: a shared one, or one that trusts its CA
+    /// certificates.
+    pub http: reqwest::Client,
+    // The bound, the rate-limit pause and the counters outlive a reset of the registry.
+    pub permits: Arc<Semaphore>,
+    pub paused_until: Arc<Mutex<Option<Instant>>>,
     pub endpoint: tokio::sync::Mutex<Option<(Result<Endpoint, RegistryError>, Instant)>>,
     pub tokens: moka::future::Cache<String, auth::Token>,
-    pub stats: stats::Counters,
+    pub stats: Arc<stats::Counters>,
 }
 
 /// A registry client shared by every check of a process.
 pub struct RegistryClient {
     config: RegistryConfig,
     credentials: Arc<dyn CredentialSource>,
+    options: Option<Arc<dyn RegistryOptionsSource>>,
     verified: reqwest::Client,
     unverified: reqwest::Client,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
@@ -133,64 +141,119 @@ impl RegistryClient {
         config: RegistryConfig,
         credentials: Arc<dyn CredentialSource>,
     ) -> Result<Self, reqwest::Error> {
-        let builder = || {
-            reqwest::Client::builder()
-                .user_agent(concat!("imgstat/", env!("CARGO_PKG_VERSION")))
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .connect_timeout(config.connect_timeout)
-                .pool_max_idle_per_host(config.max_in_flight)
-                .pool_idle_timeout(Duration::from_secs(90))
-                .tcp_nodelay(true)
-        };
+        let builder = || options::client_builder(config.connect_timeout, config.max_in_flight);
         Ok(Self {
             verified: builder().build()?,
             unverified: builder().tls_danger_accept_invalid_certs(true).build()?,
             config,
             credentials,
+            options: None,
             registries: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Looks up each registry's [`RegistryOptions`] in `source` before the first request
+    /// to it.
+    #[must_use]
+    pub fn with_options(mut self, source: Arc<dyn RegistryOptionsSource>) -> Self {
+        self.options = Some(source);
+        self
     }
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
     }
 
-    fn http_client(&self, insecure: bool) -> &reqwest::Client {
-        if insecure {
-            &self.unverified
-        } else {
-            &self.verified
-        }
-    }
-
     fn registry(&self, name: &str) -> Arc<RegistryState> {
         let name = canonical_registry(name);
         let mut registries = self.registries.lock().expect("registry map lock poisoned");
-        registries
-            .entry(name.to_owned())
-            .or_insert_with(|| {
-                let host = api_host(name).to_owned();
-                Arc::new(RegistryState {
-                    insecure: is_loopback_host(&host)
-                        || self
-                            .config
-                            .insecure_registries
-                            .iter()
-                            .any(|r| r == name || *r == host),
-                    name: name.to_owned(),
-                    host,
-                    permits: Semaphore::new(self.config.max_in_flight.max(1)),
-                    paused_until: Mutex::new(None),
-                    endpoint: tokio::sync::Mutex::new(None),
-                    tokens: moka::future::Cache::builder()
-                        .max_capacity(10_000)
-                        .expire_after(auth::TokenExpiry)
-                        .build(),
-                    stats: stats::Counters::default(),
-                })
-            })
-            .clone()
+        if let Some(state) = registries.get(name) {
+            return Arc::clone(state);
+        }
+        let state = Arc::new(self.new_state(name, None));
+        registries.insert(name.to_owned(), Arc::clone(&state));
+        state
+    }
+
+    /// Forgets what the client learned of `registry` (scheme, challenge, tokens) and
+    /// reads its options again, so that changed credentials or options apply to the next
+    /// request. Requests in flight finish with what they started with.
+    pub fn reset_registry(&self, registry: &str) {
+        let name = canonical_registry(registry);
+        let mut registries = self.registries.lock().expect("registry map lock poisoned");
+        if let Some(previous) = registries.remove(name) {
+            let state = self.new_state(name, Some(&previous));
+            registries.insert(name.to_owned(), Arc::new(state));
+            tracing::debug!(registry = %name, "registry state reset");
+        }
+    }
+
+    /// Creates the state of a registry; `previous` hands over the bound, the rate-limit
+    /// pause and the counters of the state it replaces.
+    fn new_state(&self, name: &str, previous: Option<&RegistryState>) -> RegistryState {
+        let host = api_host(name).to_owned();
+        let options = self
+            .options
+            .as_ref()
+            .map(|source| source.options(name))
+            .unwrap_or_default();
+        let insecure = is_loopback_host(&host)
+            || options.insecure
+            || self
+                .config
+                .insecure_registries
+                .iter()
+                .any(|r| r == name || *r == host);
+        let http = self.http_client(name, insecure, options.ca_certs_pem.as_deref());
+        RegistryState {
+            insecure,
+            http,
+            name: name.to_owned(),
+            host,
+            permits: previous.map_or_else(
+                || Arc::new(Semaphore::new(self.config.max_in_flight.max(1))),
+                |p| Arc::clone(&p.permits),
+            ),
+            paused_until: previous.map_or_else(Default::default, |p| Arc::clone(&p.paused_until)),
+            endpoint: tokio::sync::Mutex::new(None),
+            tokens: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(auth::TokenExpiry)
+                .build(),
+            stats: previous.map_or_else(Default::default, |p| Arc::clone(&p.stats)),
+        }
+    }
+
+    /// Chooses the client for a registry: the shared verified or unverified one, or, with
+    /// CA certificates, one of its own. Invalid certificates are logged and leave the
+    /// registry on the shared client, so its TLS failures show in each request's error.
+    fn http_client(
+        &self,
+        name: &str,
+        insecure: bool,
+        ca_certs_pem: Option<&str>,
+    ) -> reqwest::Client {
+        let shared = if insecure {
+            &self.unverified
+        } else {
+            &self.verified
+        };
+        let Some(pem) = ca_certs_pem else {
+            return shared.clone();
+        };
+        let builder =
+            options::client_builder(self.config.connect_timeout, self.config.max_in_flight);
+        match options::client_with_ca_certs(builder, name, pem, insecure) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(
+                    registry = %name,
+                    error = &error as &dyn std::error::Error,
+                    "ignoring the registry's CA certificates"
+                );
+                shared.clone()
+            }
+        }
     }
 
     /// Request counters of every registry this client has talked to.
@@ -477,6 +540,68 @@ mod tests {
         for (host, expected) in cases {
             assert_eq!(is_loopback_host(host), expected, "{host}");
         }
+    }
+
+    /// Options whose `insecure` flag a test flips, counting the lookups.
+    #[derive(Default)]
+    struct SwitchedOptions {
+        insecure: std::sync::atomic::AtomicBool,
+        lookups: std::sync::atomic::AtomicUsize,
+    }
+
+    impl RegistryOptionsSource for SwitchedOptions {
+        fn options(&self, _registry: &str) -> RegistryOptions {
+            use std::sync::atomic::Ordering;
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            RegistryOptions {
+                insecure: self.insecure.load(Ordering::SeqCst),
+                ca_certs_pem: None,
+            }
+        }
+    }
+
+    #[test]
+    fn options_apply_until_reset() {
+        use std::sync::atomic::Ordering;
+        let options = Arc::new(SwitchedOptions::default());
+        let client = RegistryClient::new(
+            RegistryConfig::default(),
+            Arc::new(crate::credentials::NoCredentials),
+        )
+        .unwrap()
+        .with_options(options.clone());
+
+        let first = client.registry("registry.example.com");
+        assert!(!first.insecure);
+        first.stats.count(RequestKind::Ping, &Method::GET);
+
+        options.insecure.store(true, Ordering::SeqCst);
+        assert!(!client.registry("registry.example.com").insecure);
+        assert_eq!(options.lookups.load(Ordering::SeqCst), 1);
+
+        client.reset_registry("registry.example.com");
+        let reset = client.registry("registry.example.com");
+        assert!(reset.insecure);
+        assert_eq!(options.lookups.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            reset.stats.snapshot("r").pings,
+            1,
+            "counters survive a reset"
+        );
+        assert!(Arc::ptr_eq(&first.permits, &reset.permits));
+    }
+
+    #[test]
+    fn reset_of_unknown_registry_creates_nothing() {
+        let client = RegistryClient::new(
+            RegistryConfig::default(),
+            Arc::new(crate::credentials::NoCredentials),
+        )
+        .unwrap();
+
+        client.reset_registry("registry.example.com");
+
+        assert!(client.stats().is_empty());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::credential_key::KeyBytes;
+
 /// Default lifetime of a JWT: 8 hours.
 const DEFAULT_JWT_LIFETIME_SECS: u64 = 8 * 60 * 60;
 
@@ -16,7 +18,7 @@ pub struct ServeArgs {
     #[arg(long, env = "IMGSTAT_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
 
-    /// Directory for the database and the generated JWT signing key, created if missing
+    /// Directory for the database and the generated keys, created if missing
     /// [default: the user's data directory, e.g. ~/.local/share/imgstat on Linux].
     #[arg(long, env = "IMGSTAT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -26,6 +28,12 @@ pub struct ServeArgs {
     /// users of the machine can read a command line.
     #[arg(long, env = "IMGSTAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<JwtSecret>,
+
+    /// Key that seals registry passwords in the database: base64 of 32 bytes. Without it,
+    /// a random key is generated into the data directory (credential.key) at first start.
+    /// Starting with another key than the one the stored passwords were sealed with fails.
+    #[arg(long, env = "IMGSTAT_CREDENTIAL_KEY", hide_env_values = true)]
+    pub credential_key: Option<KeyBytes>,
 
     /// Lifetime of a JWT issued by POST /api/auth, in seconds.
     #[arg(long, env = "IMGSTAT_JWT_LIFETIME_SECS", default_value_t = DEFAULT_JWT_LIFETIME_SECS)]
@@ -107,6 +115,8 @@ pub struct ServerConfig {
     /// Signing secret for JWTs; `None` means the key file in `data_dir`.
     pub jwt_secret: Option<JwtSecret>,
     pub jwt_lifetime: Duration,
+    /// Key that seals registry passwords; `None` means the key file in `data_dir`.
+    pub credential_key: Option<KeyBytes>,
     /// Caches and wait bound of status requests.
     pub status: crate::status::ServiceConfig,
     /// Limits of registry requests.
@@ -131,6 +141,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             jwt_secret: None,
             jwt_lifetime: Duration::from_secs(DEFAULT_JWT_LIFETIME_SECS),
+            credential_key: None,
             status: crate::status::ServiceConfig::default(),
             registry: crate::registry::RegistryConfig::default(),
         }
@@ -150,6 +161,7 @@ impl TryFrom<ServeArgs> for ServerConfig {
             data_dir,
             jwt_secret: args.jwt_secret,
             jwt_lifetime: Duration::from_secs(args.jwt_lifetime_secs),
+            credential_key: args.credential_key,
             status: crate::status::ServiceConfig {
                 status_ttl: Duration::from_secs(args.status_ttl_secs),
                 error_ttl: Duration::from_secs(args.error_ttl_secs),

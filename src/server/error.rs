@@ -63,9 +63,12 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Duplicate { .. } => Self::Conflict(error.to_string()),
             StoreError::NotFound { .. } => Self::NotFound(error.to_string()),
-            StoreError::Open { .. } | StoreError::Migrate(_) | StoreError::Query(_) => {
-                Self::internal(error)
-            }
+            StoreError::PasswordRequired { .. } => Self::BadRequest(error.to_string()),
+            StoreError::Open { .. }
+            | StoreError::Migrate(_)
+            | StoreError::Query(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::Seal { .. } => Self::internal(error),
         }
     }
 }

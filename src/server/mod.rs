@@ -1,14 +1,17 @@
-//! `imgstat serve`: the multi-user HTTP service. It keeps users, API keys and environments
-//! in SQLite, authenticates requests, and hands image status requests to an
+//! `imgstat serve`: the multi-user HTTP service. It keeps users, API keys, environments and
+//! registries in SQLite, authenticates requests, and hands image status requests to an
 //! [`ImageStatusSource`](image_status::ImageStatusSource).
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod credential_key;
 pub mod error;
 pub mod image_status;
 pub mod key_file;
 pub mod metrics;
+pub mod registry_directory;
+mod rotate;
 mod run;
 pub mod status_source;
 pub mod store;
@@ -25,14 +28,17 @@ use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use rotate::{NewKeyLocation, RotateArgs, RotateError, Rotation, rotate_credential_key};
 pub use run::{
     RunningServer, ServeError, engine_status_source, open_state, run, run_command, start,
 };
 
 use auth::jwt::JwtKeys;
+use credential_key::CredentialKey;
 use error::ApiError;
 use image_status::ImageStatusSource;
 use metrics::Metrics;
+use registry_directory::RegistryDirectory;
 use store::Store;
 
 /// Maximum size of a request body, in bytes. The largest bodies are PEM files.
@@ -44,7 +50,14 @@ pub struct AppState {
     pub store: Store,
     pub jwt: Arc<JwtKeys>,
     pub image_status: Arc<dyn ImageStatusSource>,
+    /// The stored registries as the registry client sees them, reloaded after each change.
+    pub registries: Arc<RegistryDirectory>,
+    /// Seals registry passwords.
+    pub credential_key: Arc<CredentialKey>,
     pub metrics: Metrics,
+    /// Shared lock on the data directory, held while any clone lives, so that a key
+    /// rotation cannot run under a running server.
+    data_dir_lock: Option<Arc<std::fs::File>>,
 }
 
 /// Builds the router with every route, the API documentation, request logging and metrics.
@@ -92,14 +105,19 @@ impl AppState {
     pub fn new(
         store: Store,
         jwt: JwtKeys,
+        credential_key: CredentialKey,
         image_status: Arc<dyn ImageStatusSource>,
+        registries: Arc<RegistryDirectory>,
         metrics: Metrics,
     ) -> Self {
         Self {
             store,
             jwt: Arc::new(jwt),
             image_status,
+            registries,
+            credential_key: Arc::new(credential_key),
             metrics,
+            data_dir_lock: None,
         }
     }
 }

@@ -14,18 +14,22 @@ use tokio::task::JoinHandle;
 
 use super::auth::jwt::JwtKeys;
 use super::config::{ConfigError, ServeArgs, ServerConfig};
+use super::credential_key::{self, CredentialKeyError};
 use super::image_status::ImageStatusSource;
 use super::key_file::{self, KeyFileError};
 use super::metrics::Metrics;
+use super::registry_directory::{RegistryDirectory, ReloadError};
 use super::status_source::EngineStatusSource;
 use super::store::{Store, StoreError};
 use super::{AppState, app};
-use crate::credentials::NoCredentials;
 use crate::registry::RegistryClient;
 use crate::status::{CacheConfig, Checker, StatusService};
 
 /// File in the data directory that contains the generated JWT signing key.
 pub const JWT_KEY_FILE: &str = "jwt-signing.key";
+
+/// File in the data directory that servers lock shared and a key rotation exclusively.
+pub const LOCK_FILE: &str = "imgstat.lock";
 
 /// Length of a generated JWT signing key, in bytes: the block size of SHA-256, the
 /// longest HMAC-SHA-256 key that is used without hashing it first.
@@ -54,6 +58,25 @@ pub enum ServeError {
     #[error("failed to load the JWT signing key")]
     SigningKey(#[from] KeyFileError),
 
+    #[error(transparent)]
+    CredentialKey(#[from] CredentialKeyError),
+
+    #[error("failed to load the stored registries")]
+    Registries(#[from] ReloadError),
+
+    #[error("failed to lock the data directory {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "a credential key rotation is running on the data directory {path}; start the server \
+         when it has finished"
+    )]
+    RotationRunning { path: PathBuf },
+
     #[error("the JWT signing key is unusable")]
     Jwt(#[from] jsonwebtoken::errors::Error),
 
@@ -78,26 +101,37 @@ pub enum ServeError {
 pub async fn run_command(args: ServeArgs) -> Result<(), ServeError> {
     let config = ServerConfig::try_from(args)?;
     let metrics = Metrics::new()?;
-    let source = engine_status_source(&config, &metrics)?;
-    run(config, metrics, source).await
+    let registries = Arc::new(RegistryDirectory::new());
+    let source = engine_status_source(&config, &metrics, &registries)?;
+    run(config, metrics, source, registries).await
 }
 
 /// The status source that checks stored environments against their registries, with the
-/// caches and limits of `config`, its counters registered in `metrics`.
+/// caches and limits of `config`, its counters registered in `metrics`. The registry client
+/// takes credentials and options from `registries`, and drops a host's tokens and options
+/// whenever its stored entries change.
 pub fn engine_status_source(
     config: &ServerConfig,
     metrics: &Metrics,
+    registries: &Arc<RegistryDirectory>,
 ) -> Result<Arc<dyn ImageStatusSource>, ServeError> {
-    // NOTE: no credentials yet: registries that need them answer 401 and their containers
-    // are `error` until stored registry credentials exist.
-    let registry = RegistryClient::new(config.registry.clone(), Arc::new(NoCredentials))
-        .map_err(ServeError::HttpClient)?;
+    let registry = RegistryClient::new(config.registry.clone(), registries.clone())
+        .map_err(ServeError::HttpClient)?
+        .with_options(registries.clone());
+    let registry = Arc::new(registry);
+    let client = Arc::downgrade(&registry);
+    registries.on_change(move |host| {
+        if let Some(client) = client.upgrade() {
+            client.reset_registry(host);
+        }
+    });
+
     let cache = CacheConfig {
         digest_ttl: config.status.status_ttl,
         error_ttl: config.status.error_ttl,
         ..CacheConfig::default()
     };
-    let checker = Arc::new(Checker::new(Arc::new(registry), cache));
+    let checker = Arc::new(Checker::new(registry, cache));
     let service = Arc::new(StatusService::new(checker, config.status));
     let source = EngineStatusSource::new(service, &config.data_dir, metrics.registry())?;
     Ok(Arc::new(source))
@@ -109,8 +143,9 @@ pub async fn run(
     config: ServerConfig,
     metrics: Metrics,
     image_status: Arc<dyn ImageStatusSource>,
+    registries: Arc<RegistryDirectory>,
 ) -> Result<(), ServeError> {
-    let state = open_state(&config, metrics, image_status).await?;
+    let state = open_state(&config, metrics, image_status, registries).await?;
     let store_version = state.store.schema_version().await?;
 
     let listener = TcpListener::bind(config.listen)
@@ -137,15 +172,21 @@ pub async fn run(
     Ok(())
 }
 
-/// Opens the store and the JWT keys for `config`, creating the data directory (mode 0700),
-/// the database and the key file when they are missing.
+/// Opens the store and the keys for `config`, creating the data directory (mode 0700), the
+/// database and the key files when they are missing, and loads the stored registries into
+/// `registries`.
 pub async fn open_state(
     config: &ServerConfig,
     metrics: Metrics,
     image_status: Arc<dyn ImageStatusSource>,
+    registries: Arc<RegistryDirectory>,
 ) -> Result<AppState, ServeError> {
     create_data_dir(&config.data_dir)?;
+    let lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir).await?;
+    let credential_key =
+        credential_key::load(&config.data_dir, config.credential_key.as_ref(), &store).await?;
+    registries.reload(&store, &credential_key).await?;
 
     let secret = match &config.jwt_secret {
         Some(secret) => secret.as_bytes().to_vec(),
@@ -153,7 +194,46 @@ pub async fn open_state(
     };
     let jwt = JwtKeys::new(&secret, config.jwt_lifetime)?;
 
-    Ok(AppState::new(store, jwt, image_status, metrics))
+    let mut state = AppState::new(
+        store,
+        jwt,
+        credential_key,
+        image_status,
+        registries,
+        metrics,
+    );
+    state.data_dir_lock = Some(Arc::new(lock));
+    Ok(state)
+}
+
+/// Takes a shared lock on the data directory's lock file: servers share it, and a key
+/// rotation needs it alone.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, ServeError> {
+    let path = data_dir.join(LOCK_FILE);
+    let lock_error = |source| ServeError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let file = open_lock_file(&path).map_err(lock_error)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::RotationRunning {
+            path: data_dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
+/// Opens (creating it with mode 0600 if missing) the lock file of a data directory.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
 }
 
 fn create_data_dir(path: &Path) -> Result<(), ServeError> {

@@ -48,6 +48,8 @@ pub struct TokenPolicy {
     users: HashMap<String, User>,
     anonymous_pull: Vec<RepoPattern>,
     pub(crate) expires_in: Duration,
+    /// How far the token server's clock is behind when it signs (`iat`, `nbf`, `exp`).
+    pub(crate) clock_behind: Duration,
 }
 
 impl Default for TokenPolicy {
@@ -56,6 +58,7 @@ impl Default for TokenPolicy {
             users: HashMap::new(),
             anonymous_pull: Vec::new(),
             expires_in: Duration::from_secs(300),
+            clock_behind: Duration::ZERO,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -141,6 +141,14 @@ impl TokenServer {
     pub fn grant_push(&self, username: &str, pattern: impl Into<RepoPattern>) {
         lock(&self.state.policy).grant_push(username, pattern.into());
     }
+
+    /// Signs later tokens as if the server's clock were `behind` in the past, while the
+    /// response keeps `expires_in`. A clock some minutes behind, more than the leeway
+    /// the registry grants for clock skew, makes the registry reject the tokens as expired
+    /// while a client counts them valid.
+    pub fn set_clock_behind(&self, behind: Duration) {
+        lock(&self.state.policy).clock_behind = behind;
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -217,6 +225,7 @@ fn issue(
         account.as_deref(),
         &granted,
         policy.expires_in.as_secs(),
+        policy.clock_behind,
     ) {
         Ok(token) => token,
         Err(error) => {
@@ -276,11 +285,13 @@ fn sign(
     account: Option<&str>,
     granted: &[Scope],
     lifetime_secs: u64,
+    clock_behind: Duration,
 ) -> jsonwebtoken::errors::Result<String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970")
-        .as_secs();
+        .as_secs()
+        .saturating_sub(clock_behind.as_secs());
     let claims = Claims {
         iss: ISSUER,
         sub: account.unwrap_or(""),

@@ -6,5 +6,6 @@ mod common;
 mod auth;
 mod endpoints;
 mod image_status;
+mod registries;
 mod restart;
 mod service;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use imgstat::server::auth::jwt::JwtKeys;
+use imgstat::server::credential_key::{CredentialKey, KeyBytes, KeyOrigin};
 use imgstat::server::metrics::Metrics;
+use imgstat::server::registry_directory::RegistryDirectory;
 use imgstat::server::store::Store;
 use imgstat::server::{AppState, app};
 use reqwest::StatusCode;
@@ -68,6 +70,11 @@ async fn openapi_document_lists_every_route() {
         ("/api/endpoints", "get"),
         ("/api/endpoints/{id}", "delete"),
         ("/api/endpoints/{id}/access", "put"),
+        ("/api/registries", "post"),
+        ("/api/registries", "get"),
+        ("/api/registries/{id}", "get"),
+        ("/api/registries/{id}", "put"),
+        ("/api/registries/{id}", "delete"),
         (
             "/api/docker/{id}/containers/{containerId}/image_status",
             "get",
@@ -141,10 +148,13 @@ async fn app_serves_without_listener() {
         Duration::from_secs(60),
     )
     .unwrap();
+    let key = CredentialKey::new(&KeyBytes::generate().unwrap(), KeyOrigin::Environment);
     let state = AppState::new(
         store,
         jwt,
+        key,
         Arc::new(FakeStatusSource::default()),
+        Arc::new(RegistryDirectory::new()),
         Metrics::new().unwrap(),
     );
 

@@ -5,6 +5,7 @@ pub mod endpoints;
 pub mod extract;
 pub mod image_status;
 pub mod login;
+pub mod registries;
 pub mod users;
 
 use axum::Json;
@@ -35,6 +36,11 @@ use super::error::ErrorBody;
         endpoints::list_endpoints,
         endpoints::delete_endpoint,
         endpoints::set_endpoint_access,
+        registries::create_registry,
+        registries::list_registries,
+        registries::get_registry,
+        registries::update_registry,
+        registries::delete_registry,
         image_status::image_status,
         health,
         super::metrics::serve_metrics,
@@ -45,6 +51,7 @@ use super::error::ErrorBody;
         (name = "auth", description = "Logging in"),
         (name = "users", description = "Users and API keys"),
         (name = "endpoints", description = "Environments: the container engines"),
+        (name = "registries", description = "Registry credentials and connection options"),
         (name = "docker", description = "Image status of containers"),
         (name = "service", description = "Health and metrics"),
     )
@@ -88,6 +95,16 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/endpoints/{id}/access",
             put(endpoints::set_endpoint_access),
+        )
+        .route(
+            "/api/registries",
+            post(registries::create_registry).get(registries::list_registries),
+        )
+        .route(
+            "/api/registries/{id}",
+            get(registries::get_registry)
+                .put(registries::update_registry)
+                .delete(registries::delete_registry),
         )
         .route(
             "/api/docker/{id}/containers/{containerId}/image_status",

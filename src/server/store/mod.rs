@@ -1,8 +1,9 @@
-//! The service's SQLite store: users, API keys, environments and access grants.
+//! The service's SQLite store: users, API keys, environments, access grants and registries.
 //! Queries are checked at run time, since the build has no database to check them against.
 
 mod api_keys;
 mod environments;
+mod registries;
 mod users;
 
 use std::fs::OpenOptions;
@@ -17,6 +18,9 @@ use sqlx::sqlite::{
 };
 
 pub use environments::{Environment, NewEnvironment, TlsMaterial};
+pub use registries::{
+    PasswordUpdate, RegistryFields, RegistryRecord, SealedPassword, password_associated_data,
+};
 pub use users::{Role, User};
 
 /// File name of the database inside the data directory.
@@ -34,6 +38,29 @@ pub enum StoreError {
     /// A row that the operation refers to does not exist.
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: i64 },
+
+    /// An update would keep a password given for another host or username.
+    #[error(
+        "registry {id}: a new Password is required when the host of the URL or the Username \
+         changes"
+    )]
+    PasswordRequired { id: i64 },
+
+    /// A stored row that the code cannot read, such as a registry URL that no longer parses.
+    #[error("stored {entity} {id} is invalid: {problem}")]
+    Corrupt {
+        entity: &'static str,
+        id: i64,
+        problem: String,
+    },
+
+    #[error("failed to seal or open {}", sealed_item(*registry_id))]
+    Seal {
+        /// The registry whose password failed; `None` for the key check value.
+        registry_id: Option<i64>,
+        #[source]
+        source: crate::server::credential_key::SealError,
+    },
 
     #[error("failed to open the database {path}")]
     Open {
@@ -120,6 +147,13 @@ impl Store {
     /// Waits for the connections in use to return, then closes them all.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+fn sealed_item(registry_id: Option<i64>) -> String {
+    match registry_id {
+        Some(id) => format!("the password of registry {id}"),
+        None => "the credential key check value".to_owned(),
     }
 }
 
