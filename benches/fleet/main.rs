@@ -153,6 +153,7 @@ fn main() {
     };
 
     let started = Instant::now();
+    let load_at_start = load_average();
     let runtime = tokio::runtime::Runtime::new().expect("failed to start a tokio runtime");
     let docker = runtime
         .block_on(async {
@@ -205,6 +206,7 @@ fn main() {
         repeats: options.repeats,
         setup,
         total: started.elapsed(),
+        load: (load_at_start, load_average()),
     };
     let generated = report::render(&info, &results, &wall, &counts);
     println!("{generated}");
@@ -309,6 +311,15 @@ fn machine_facts() -> Vec<(String, String)> {
         ("registry".into(), registry),
         ("imgstat commit".into(), commit),
     ]
+}
+
+/// Returns the 1-minute load average from `/proc/loadavg`: other work on the machine
+/// takes CPU from the engine, the registry and imgstat.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Returns the value of the first `NAME: value` line of a `/proc` file.

@@ -192,6 +192,8 @@ pub struct RunInfo {
     pub repeats: usize,
     pub setup: Vec<(String, Duration)>,
     pub total: Duration,
+    /// 1-minute load average at the start and at the end of the run.
+    pub load: (String, String),
 }
 
 /// Renders the part of the page that the benchmark writes.
@@ -216,6 +218,11 @@ pub fn render(
     for (name, value) in &info.machine {
         let _ = writeln!(page, "| {name} | {value} |");
     }
+    let _ = writeln!(
+        page,
+        "| 1-minute load average (`/proc/loadavg`) | {} at the start, {} at the end |",
+        info.load.0, info.load.1
+    );
 
     let _ = writeln!(
         page,
