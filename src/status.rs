@@ -40,8 +40,8 @@ pub struct ContainerReport {
     pub reference: Option<String>,
     /// The registry that was asked.
     pub registry: Option<String>,
-    /// When the status was decided; `None` for a check still running. The registry's
-    /// answer behind it can be older by up to the remote digest cache's time-to-live.
+    /// When the status was decided; `None` for a check still running. The remote digest
+    /// behind it can be older by up to the remote digest cache's time-to-live.
     #[serde(skip)]
     pub checked_at: Option<SystemTime>,
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod containers;
 pub mod error;
 pub mod image_status;
 pub mod key_file;

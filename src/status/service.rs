@@ -187,8 +187,8 @@ impl StatusService {
         check
     }
 
-    /// A connection to the environment's engine, made once and kept while its address
-    /// stays the same.
+    /// Returns a connection to the environment's engine, made once and kept while its
+    /// address stays the same.
     pub async fn engine(
         &self,
         environment: i64,
@@ -205,7 +205,7 @@ impl StatusService {
         Ok(engine)
     }
 
-    /// [`Self::engine`] for a status check: a failure becomes an `error` report.
+    /// Calls [`Self::engine`] for a status check and turns a failure into an `error` report.
     async fn engine_for_check(
         &self,
         environment: i64,

@@ -4,7 +4,9 @@
 mod common;
 
 mod auth;
+mod containers;
 mod endpoints;
 mod image_status;
 mod restart;
 mod service;
+mod status_detail;

@@ -1,6 +1,8 @@
 //! The JSON API under `/api`, the health check, and the OpenAPI document that describes
 //! them.
 
+pub mod access;
+pub mod containers;
 pub mod endpoints;
 pub mod extract;
 pub mod image_status;
@@ -36,6 +38,7 @@ use super::error::ErrorBody;
         endpoints::delete_endpoint,
         endpoints::set_endpoint_access,
         image_status::image_status,
+        containers::list_containers,
         health,
         super::metrics::serve_metrics,
     ),
@@ -45,7 +48,7 @@ use super::error::ErrorBody;
         (name = "auth", description = "Logging in"),
         (name = "users", description = "Users and API keys"),
         (name = "endpoints", description = "Environments: the container engines"),
-        (name = "docker", description = "Image status of containers"),
+        (name = "docker", description = "Containers and the image status of each"),
         (name = "service", description = "Health and metrics"),
     )
 )]
@@ -88,6 +91,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/endpoints/{id}/access",
             put(endpoints::set_endpoint_access),
+        )
+        .route(
+            "/api/docker/{id}/containers",
+            get(containers::list_containers),
         )
         .route(
             "/api/docker/{id}/containers/{containerId}/image_status",
