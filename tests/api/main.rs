@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod containers;
+mod dashboard;
 mod endpoints;
 mod image_status;
 mod restart;
