@@ -388,6 +388,19 @@ async fn dashboard_shows_statuses_and_rechecks() {
     browser.click("[data-filter=\"updated\"]").await;
     assert_eq!(browser.shown_statuses().await.len(), 5);
 
+    // The details of an error name no registry: the server log has the cause.
+    browser
+        .click(&format!("{} .details-toggle", row_css(on_orphan.name())))
+        .await;
+    let detail = browser
+        .text(&format!("{} .detail-row", row_css(on_orphan.name())))
+        .await;
+    assert!(
+        detail.contains("unable to determine image status"),
+        "{detail}"
+    );
+    assert!(!detail.contains(orphan.reference()), "{detail}");
+
     // A re-check of one row shows a spinner while the registry responds slowly, then the
     // new status.
     web.push_new_content();

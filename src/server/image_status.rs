@@ -73,8 +73,9 @@ impl StatusReply {
     }
 }
 
-/// The reference and digests a check compared, and the time it decided. The API sends the reference and the time to every
-/// caller with access, and the digests to admins only.
+/// The reference and digests a check compared, and the time it decided. The API sends
+/// the reference and the time to every caller with access, and the digests to admins only,
+/// except for `error`, where it sends only the time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckDetail {
     /// The normalised reference that was checked.

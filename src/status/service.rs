@@ -213,7 +213,11 @@ impl StatusService {
     ) -> Result<Engine, ContainerReport> {
         self.engine(environment, address).await.map_err(|error| {
             let message = super::error_chain(&error);
-            tracing::warn!(environment_id = environment, error = %message, "engine connection failed");
+            tracing::warn!(
+                environment_id = environment,
+                error = %message,
+                "engine connection failed"
+            );
             let key = StatusKey {
                 environment,
                 node: None,

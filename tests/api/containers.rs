@@ -43,8 +43,20 @@ async fn listing_returns_source_containers() {
     assert_eq!(
         body,
         json!([
-            {"Id": "a1", "Name": "api", "Image": "registry.example/api:2", "State": "running", "Node": null},
-            {"Id": "b2", "Name": "worker", "Image": "registry.example/worker:1", "State": "exited", "Node": null},
+            {
+                "Id": "a1",
+                "Name": "api",
+                "Image": "registry.example/api:2",
+                "State": "running",
+                "Node": null,
+            },
+            {
+                "Id": "b2",
+                "Name": "worker",
+                "Image": "registry.example/worker:1",
+                "State": "exited",
+                "Node": null,
+            },
         ])
     );
     assert_eq!(server.source.listed_environments(), [environment_id]);

@@ -90,3 +90,23 @@ async fn reply_without_detail_has_no_detail_fields() {
 
     assert_eq!(body, serde_json::json!({"Status": "processing"}));
 }
+
+#[tokio::test]
+async fn error_has_no_reference_or_digests() {
+    let server = TestServer::start().await;
+    let admin_jwt = server.init_admin().await;
+    let environment_id = server.create_environment(&admin_jwt, "local").await;
+    let mut reply = outdated_reply();
+    reply.status = Status::Error;
+    reply.message = Some("unable to determine image status".to_owned());
+    server.source.reply_with(reply);
+
+    let body = status_body(&server, environment_id, &admin_jwt).await;
+
+    assert_eq!(body["Status"], "error");
+    assert_eq!(body["CheckedAt"], "2023-11-14T22:13:20Z");
+    assert!(body.get("Reference").is_none(), "{body}");
+    assert!(body.get("LocalDigests").is_none(), "{body}");
+    assert!(body.get("RemoteDigest").is_none(), "{body}");
+    assert!(!body.to_string().contains("registry.example"), "{body}");
+}

@@ -60,7 +60,7 @@ impl From<ListedContainer> for ContainerResponse {
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "No access to the environment", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
-        (status = 502, description = "The environment's engine failed; the cause is in the server log", body = ErrorBody),
+        (status = 502, description = "The engine failed; the cause is in the server log", body = ErrorBody),
     )
 )]
 pub async fn list_containers(

@@ -44,7 +44,8 @@ pub struct StatusResponse {
     /// Detail for a person to read; generic when the status is `error`.
     #[serde(rename = "Message", skip_serializing_if = "Option::is_none", default)]
     pub message: Option<String>,
-    /// The normalised reference that was checked, when the check got that far.
+    /// The normalised reference that was checked, when the check got that far; absent for
+    /// `error`.
     #[serde(rename = "Reference", skip_serializing_if = "Option::is_none", default)]
     pub reference: Option<String>,
     /// When the status was decided (RFC 3339, UTC); absent while the check runs.
@@ -69,8 +70,16 @@ pub struct StatusResponse {
 
 impl StatusResponse {
     /// Builds the response body; the digests are included only for an admin.
+    ///
+    /// An `error` carries neither the reference nor the digests, because the reference
+    /// names the registry that failed; the server log has them with the cause.
     fn new(reply: StatusReply, for_admin: bool) -> Self {
-        let detail = reply.detail;
+        let mut detail = reply.detail;
+        if reply.status == Status::Error {
+            detail.reference = None;
+            detail.local_digests.clear();
+            detail.remote_digest = None;
+        }
         let (local_digests, remote_digest) = if for_admin {
             let local = Some(detail.local_digests).filter(|digests| !digests.is_empty());
             (local, detail.remote_digest)

@@ -735,8 +735,8 @@
       entries.push(el('dt', {}, term), ...values.map((value) => el('dd', {}, value)));
     };
     if (answer.Message) add('Message', answer.Message);
-    add('Reference checked', answer.Reference ? el('code', {}, answer.Reference) : 'not checked yet');
-    add('Checked at', answer.CheckedAt ? formatTime(answer.CheckedAt) : 'not yet');
+    if (answer.Reference) add('Reference checked', el('code', {}, answer.Reference));
+    if (answer.CheckedAt) add('Checked at', formatTime(answer.CheckedAt));
     if (answer.LocalDigests) add('Local digests', ...answer.LocalDigests.map((digest) => el('code', {}, digest)));
     if (answer.RemoteDigest) add('Remote digest', el('code', {}, answer.RemoteDigest));
     add('Container ID', el('code', {}, row.id));
