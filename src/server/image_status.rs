@@ -102,13 +102,14 @@ pub struct StatusRequest<'a> {
     pub force: bool,
 }
 
-/// Cause of a failed status computation. It goes to the server log, never to the client.
+/// Cause of a failed status computation or container listing. It goes to the server log,
+/// never to the client.
 pub type StatusFailure = Box<dyn std::error::Error + Send + Sync>;
 
 /// Computes the image status of containers, and lists the containers of an environment.
 /// The server shares one across all requests.
 ///
-/// Failures at the engine or the registry are part of the result, not HTTP errors: return
+/// Failures at the engine or the registry are part of a status, not HTTP errors: return
 /// `Ok` with [`Status::Skipped`] or [`Status::Error`], or return `Err` with the
 /// cause. On `Err` the API logs the cause with the environment and container ids and
 /// responds 200 with status `error` and a generic message. The cause's `Display` should

@@ -868,7 +868,7 @@
 
   let refreshTimer = null;
 
-  /** Runs renderAll once for all the status answers that arrive within REFRESH_DELAY_MS. */
+  /** Runs renderAll once for all the status responses that arrive within REFRESH_DELAY_MS. */
   function scheduleRefresh() {
     if (refreshTimer !== null) return;
     refreshTimer = setTimeout(() => {
