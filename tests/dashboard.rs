@@ -41,9 +41,11 @@ struct Server {
 }
 
 impl Server {
-    async fn start() -> Self {
+    /// Starts a server whose status requests return `processing` after `wait_bound`.
+    async fn start(wait_bound: Duration) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig::new(data_dir.path());
+        let mut config = ServerConfig::new(data_dir.path());
+        config.status.wait_bound = wait_bound;
         let metrics = Metrics::new().unwrap();
         let source = engine_status_source(&config, &metrics).unwrap();
         let state = open_state(&config, metrics, source).await.unwrap();
@@ -253,7 +255,7 @@ fn temporary_path(name: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_shows_statuses_and_rechecks() {
     let _browser_turn = ONE_BROWSER_AT_A_TIME.lock().await;
-    let server = Server::start().await;
+    let server = Server::start(Duration::from_millis(500)).await;
     server
         .create_environment("local", "unix:///var/run/docker.sock")
         .await;
@@ -293,7 +295,13 @@ async fn dashboard_shows_statuses_and_rechecks() {
              === 'Wrong username or password.';",
         )
         .await;
+    // A slow registry makes the first responses `processing`, and the page requests those
+    // statuses again by itself until the checks are done.
+    proxy.set_latency(Duration::from_millis(1000));
     browser.log_in("admin", ADMIN_PASSWORD).await;
+    browser.wait_for_status(on_api.name(), "processing").await;
+    let processing = browser.chip_count("processing").await;
+    assert_ne!(processing, "0", "no processing row counted");
 
     let started = Instant::now();
     let expected = [
@@ -306,7 +314,8 @@ async fn dashboard_shows_statuses_and_rechecks() {
     for (name, status) in expected {
         browser.wait_for_status(name, status).await;
     }
-    eprintln!("statuses shown {:?} after login", started.elapsed());
+    eprintln!("statuses shown {:?} after processing", started.elapsed());
+    proxy.set_latency(Duration::ZERO);
 
     for (filter, count) in [
         ("all", "5"),
@@ -454,7 +463,7 @@ async fn dashboard_shows_statuses_and_rechecks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn user_never_sees_environment_without_access() {
     let _browser_turn = ONE_BROWSER_AT_A_TIME.lock().await;
-    let server = Server::start().await;
+    let server = Server::start(Duration::from_secs(3)).await;
     let secret_environment = server
         .create_environment("production", "unix:///var/run/docker.sock")
         .await;
