@@ -71,6 +71,7 @@ mod tests {
             remote_digest: Some("sha256:bb".to_owned()),
             reference: Some("example.com/app:v1".to_owned()),
             registry: Some("example.com".to_owned()),
+            checked_at: None,
         }
     }
 

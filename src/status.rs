@@ -7,7 +7,7 @@ pub use service::{ServiceConfig, Source, StatusKey, StatusService};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -40,6 +40,10 @@ pub struct ContainerReport {
     pub reference: Option<String>,
     /// The registry that was asked.
     pub registry: Option<String>,
+    /// When the status was decided; `None` for a check still running. The remote digest
+    /// behind it can be older by up to the remote digest cache's time-to-live.
+    #[serde(skip)]
+    pub checked_at: Option<SystemTime>,
 }
 
 impl ContainerReport {
@@ -54,6 +58,7 @@ impl ContainerReport {
             remote_digest: None,
             reference: None,
             registry: None,
+            checked_at: Some(SystemTime::now()),
         }
     }
 }
@@ -350,6 +355,7 @@ impl Checker {
             remote_digest: None,
             reference: Some(target.reference.to_string()),
             registry: Some(target.reference.registry().to_owned()),
+            checked_at: Some(SystemTime::now()),
         };
         let Some(key) = TagKey::of(&target.reference) else {
             report.status = Status::Skipped;

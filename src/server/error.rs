@@ -37,6 +37,11 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
 
+    /// A container engine failed; the message is generic and the cause is logged where
+    /// the failure was caught.
+    #[error("{0}")]
+    BadGateway(String),
+
     #[error("internal server error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -53,6 +58,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,12 +2,14 @@
 //! and the caller's access, then calls an [`ImageStatusSource`] for the status.
 
 use std::borrow::Cow;
+use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
+use super::containers::ListedContainer;
 use super::store::Environment;
 
 /// Status of one container, as the status rules decide it.
@@ -57,6 +59,8 @@ impl ToSchema for Status {
 pub struct StatusReply {
     pub status: Status,
     pub message: Option<String>,
+    /// The reference, digests and time of the check, for the response's detail fields.
+    pub detail: CheckDetail,
 }
 
 impl StatusReply {
@@ -64,8 +68,24 @@ impl StatusReply {
         Self {
             status,
             message: None,
+            detail: CheckDetail::default(),
         }
     }
+}
+
+/// The reference and digests a check compared, and the time it decided. The API sends
+/// the reference and the time to every caller with access, and the digests to admins only,
+/// except for `error`, where it sends only the time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckDetail {
+    /// The normalised reference that was checked.
+    pub reference: Option<String>,
+    /// When the status was decided; `None` while the check runs.
+    pub checked_at: Option<SystemTime>,
+    /// The manifest digests the engine recorded for the checked repository.
+    pub local_digests: Vec<String>,
+    /// The registry's digest for the tag, when the registry returned one.
+    pub remote_digest: Option<String>,
 }
 
 /// One status request, after the API checked the container id and the caller's access.
@@ -82,12 +102,14 @@ pub struct StatusRequest<'a> {
     pub force: bool,
 }
 
-/// Cause of a failed status computation. It goes to the server log, never to the client.
+/// Cause of a failed status computation or container listing. It goes to the server log,
+/// never to the client.
 pub type StatusFailure = Box<dyn std::error::Error + Send + Sync>;
 
-/// Computes the image status of containers. The server shares one across all requests.
+/// Computes the image status of containers, and lists the containers of an environment.
+/// The server shares one across all requests.
 ///
-/// Failures at the engine or the registry are part of the result, not HTTP errors: return
+/// Failures at the engine or the registry are part of a status, not HTTP errors: return
 /// `Ok` with [`Status::Skipped`] or [`Status::Error`], or return `Err` with the
 /// cause. On `Err` the API logs the cause with the environment and container ids and
 /// responds 200 with status `error` and a generic message. The cause's `Display` should
@@ -97,4 +119,11 @@ pub trait ImageStatusSource: Send + Sync {
         &'a self,
         request: StatusRequest<'a>,
     ) -> BoxFuture<'a, Result<StatusReply, StatusFailure>>;
+
+    /// Lists every container of the environment, stopped ones included, as `docker ps -a`
+    /// does. On `Err` the API logs the cause and responds 502 with a generic message.
+    fn list_containers<'a>(
+        &'a self,
+        environment: &'a Environment,
+    ) -> BoxFuture<'a, Result<Vec<ListedContainer>, StatusFailure>>;
 }

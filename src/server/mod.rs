@@ -5,7 +5,9 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod containers;
 pub mod credential_key;
+pub mod dashboard;
 pub mod error;
 pub mod image_status;
 pub mod key_file;
@@ -74,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         .on_failure(());
 
     api::routes()
+        .merge(dashboard::routes())
         .route("/metrics", axum::routing::get(metrics::serve_metrics))
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", api::ApiDoc::openapi()))
         .fallback(unknown_route)

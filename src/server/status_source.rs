@@ -10,7 +10,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use prometheus::{IntCounterVec, Opts};
 
-use super::image_status::{ImageStatusSource, StatusFailure, StatusReply, StatusRequest};
+use super::containers::{ListedContainer, list_containers};
+use super::image_status::{
+    CheckDetail, ImageStatusSource, StatusFailure, StatusReply, StatusRequest,
+};
 use super::store::{Environment, TlsMaterial};
 use crate::engine::EngineAddress;
 use crate::rules::Status;
@@ -93,7 +96,22 @@ impl EngineStatusSource {
         Ok(StatusReply {
             status: report.status,
             message,
+            detail: CheckDetail {
+                reference: report.reference.clone(),
+                checked_at: report.checked_at,
+                local_digests: report.local_digests.clone(),
+                remote_digest: report.remote_digest.clone(),
+            },
         })
+    }
+
+    async fn containers(
+        &self,
+        environment: &Environment,
+    ) -> Result<Vec<ListedContainer>, StatusFailure> {
+        let address = self.engine_address(environment)?;
+        let engine = self.service.engine(environment.id, &address).await?;
+        Ok(list_containers(&engine).await?)
     }
 
     /// The engine address of an environment, with its TLS material written to files the
@@ -153,5 +171,12 @@ impl ImageStatusSource for EngineStatusSource {
         request: StatusRequest<'a>,
     ) -> BoxFuture<'a, Result<StatusReply, StatusFailure>> {
         Box::pin(self.status(request))
+    }
+
+    fn list_containers<'a>(
+        &'a self,
+        environment: &'a Environment,
+    ) -> BoxFuture<'a, Result<Vec<ListedContainer>, StatusFailure>> {
+        Box::pin(self.containers(environment))
     }
 }

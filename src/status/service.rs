@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use super::{Checker, ContainerReport};
-use crate::engine::{Engine, EngineAddress};
+use crate::engine::{Engine, EngineAddress, EngineError};
 use crate::rules::Status;
 
 /// Time limits of the status service.
@@ -116,7 +116,7 @@ impl StatusService {
             return (report, Source::Cache);
         }
 
-        let engine = match self.engine(key.environment, address).await {
+        let engine = match self.engine_for_check(key.environment, address).await {
             Ok(engine) => engine,
             Err(report) => return (Arc::new(report), Source::Computed),
         };
@@ -187,35 +187,44 @@ impl StatusService {
         check
     }
 
-    /// A connection to the environment's engine, made once and kept while its address
-    /// stays the same.
-    async fn engine(
+    /// Returns a connection to the environment's engine, made once and kept while its
+    /// address stays the same.
+    pub async fn engine(
         &self,
         environment: i64,
         address: &EngineAddress,
-    ) -> Result<Engine, ContainerReport> {
+    ) -> Result<Engine, EngineError> {
         let mut engines = self.engines.lock().await;
         if let Some((known, engine)) = engines.get(&environment)
             && known == address
         {
             return Ok(engine.clone());
         }
-        match Engine::connect(address).await {
-            Ok(engine) => {
-                engines.insert(environment, (address.clone(), engine.clone()));
-                Ok(engine)
-            }
-            Err(error) => {
-                let message = super::error_chain(&error);
-                tracing::warn!(environment_id = environment, error = %message, "engine connection failed");
-                let key = StatusKey {
-                    environment,
-                    node: None,
-                    container: String::new(),
-                };
-                Err(failed(&key, &message))
-            }
-        }
+        let engine = Engine::connect(address).await?;
+        engines.insert(environment, (address.clone(), engine.clone()));
+        Ok(engine)
+    }
+
+    /// Calls [`Self::engine`] for a status check and turns a failure into an `error` report.
+    async fn engine_for_check(
+        &self,
+        environment: i64,
+        address: &EngineAddress,
+    ) -> Result<Engine, ContainerReport> {
+        self.engine(environment, address).await.map_err(|error| {
+            let message = super::error_chain(&error);
+            tracing::warn!(
+                environment_id = environment,
+                error = %message,
+                "engine connection failed"
+            );
+            let key = StatusKey {
+                environment,
+                node: None,
+                container: String::new(),
+            };
+            failed(&key, &message)
+        })
     }
 }
 
@@ -242,5 +251,6 @@ fn report(key: &StatusKey, status: Status, message: &str) -> ContainerReport {
         remote_digest: None,
         reference: None,
         registry: None,
+        checked_at: (status != Status::Processing).then(SystemTime::now),
     }
 }

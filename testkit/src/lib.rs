@@ -1,6 +1,7 @@
 //! Real parts for imgstat's tests: registries on loopback (no auth, htpasswd, token),
-//! a token server, a counting reverse proxy, single- and multi-platform images, and
-//! containers on the local Docker engine, each removed again on `Drop`.
+//! a token server, a counting reverse proxy, single- and multi-platform images,
+//! containers on the local Docker engine, and a chromedriver for browser tests, each
+//! removed again on `Drop`.
 //!
 //! Every helper is synchronous and blocks the calling thread. The servers run on
 //! threads of their own, so they keep serving while a test blocks, whether it is a
@@ -18,6 +19,7 @@
 //! # let _ = (container, old_digest, proxy);
 //! ```
 
+mod chromedriver;
 mod command;
 mod container;
 mod credentials;
@@ -35,6 +37,7 @@ mod sweep;
 mod token_policy;
 mod token_server;
 
+pub use chromedriver::ChromeDriver;
 pub use container::TestContainer;
 pub use credentials::Credentials;
 pub use docker_config::DockerConfigDir;

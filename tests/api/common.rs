@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use imgstat::server::config::ServerConfig;
+use imgstat::server::containers::ListedContainer;
 use imgstat::server::image_status::{
     ImageStatusSource, Status, StatusFailure, StatusReply, StatusRequest,
 };
 use imgstat::server::metrics::Metrics;
 use imgstat::server::registry_directory::RegistryDirectory;
+use imgstat::server::store::Environment;
 use imgstat::server::{RunningServer, open_state, start};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -37,11 +39,13 @@ pub struct RecordedRequest {
 }
 
 /// Test double for the status computation, for testing the HTTP layer only: it returns a
-/// reply set by the test and records every request.
+/// reply and a container listing set by the test, and records every status request.
 #[derive(Default)]
 pub struct FakeStatusSource {
     reply: Mutex<Option<Result<StatusReply, String>>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    containers: Mutex<Option<Result<Vec<ListedContainer>, String>>>,
+    listed_environments: Mutex<Vec<i64>>,
 }
 
 impl FakeStatusSource {
@@ -57,6 +61,21 @@ impl FakeStatusSource {
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// Makes every later listing return `containers`; the default is an empty list.
+    pub fn list_with(&self, containers: Vec<ListedContainer>) {
+        *self.containers.lock().unwrap() = Some(Ok(containers));
+    }
+
+    /// Makes every later listing fail with `cause`.
+    pub fn fail_listing_with(&self, cause: &str) {
+        *self.containers.lock().unwrap() = Some(Err(cause.to_owned()));
+    }
+
+    /// Returns the ids of the environments whose containers were listed, in order.
+    pub fn listed_environments(&self) -> Vec<i64> {
+        self.listed_environments.lock().unwrap().clone()
     }
 }
 
@@ -78,6 +97,23 @@ impl ImageStatusSource for FakeStatusSource {
             .clone()
             .unwrap_or(Ok(StatusReply::new(Status::Updated)));
         Box::pin(async move { reply.map_err(StatusFailure::from) })
+    }
+
+    fn list_containers<'a>(
+        &'a self,
+        environment: &'a Environment,
+    ) -> BoxFuture<'a, Result<Vec<ListedContainer>, StatusFailure>> {
+        self.listed_environments
+            .lock()
+            .unwrap()
+            .push(environment.id);
+        let containers = self
+            .containers
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(Ok(Vec::new()));
+        Box::pin(async move { containers.map_err(StatusFailure::from) })
     }
 }
 

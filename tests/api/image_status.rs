@@ -75,8 +75,8 @@ async fn message_from_source_is_sent() {
     let admin_jwt = server.init_admin().await;
     let environment_id = server.create_environment(&admin_jwt, "local").await;
     server.source.reply_with(StatusReply {
-        status: Status::Skipped,
         message: Some("the reference is pinned by digest".to_owned()),
+        ..StatusReply::new(Status::Skipped)
     });
 
     let response = server

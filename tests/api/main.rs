@@ -4,8 +4,11 @@
 mod common;
 
 mod auth;
+mod containers;
+mod dashboard;
 mod endpoints;
 mod image_status;
 mod registries;
 mod restart;
 mod service;
+mod status_detail;

@@ -2,11 +2,15 @@
 //! container. Request problems are HTTP errors; everything that goes wrong at the engine
 //! or the registry is a 200 with status `skipped` or `error`.
 
+use std::time::SystemTime;
+
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::access::accessible_environment;
 use super::extract::{PathParams, QueryParams};
 use crate::server::AppState;
 use crate::server::auth::AuthUser;
@@ -40,15 +44,61 @@ pub struct StatusResponse {
     /// Detail for a person to read; generic when the status is `error`.
     #[serde(rename = "Message", skip_serializing_if = "Option::is_none", default)]
     pub message: Option<String>,
+    /// The normalised reference that was checked, when the check got that far; absent for
+    /// `error`.
+    #[serde(rename = "Reference", skip_serializing_if = "Option::is_none", default)]
+    pub reference: Option<String>,
+    /// When the status was decided (RFC 3339, UTC); absent while the check runs.
+    #[serde(rename = "CheckedAt", skip_serializing_if = "Option::is_none", default)]
+    #[schema(format = DateTime)]
+    pub checked_at: Option<String>,
+    /// Admins only: the manifest digests the engine recorded for the checked repository.
+    #[serde(
+        rename = "LocalDigests",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub local_digests: Option<Vec<String>>,
+    /// Admins only: the registry's digest for the tag, when the registry returned one.
+    #[serde(
+        rename = "RemoteDigest",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub remote_digest: Option<String>,
 }
 
-impl From<StatusReply> for StatusResponse {
-    fn from(reply: StatusReply) -> Self {
+impl StatusResponse {
+    /// Builds the response body; the digests are included only for an admin.
+    ///
+    /// An `error` carries neither the reference nor the digests, because the reference
+    /// names the registry that failed; the server log has them with the cause.
+    fn new(reply: StatusReply, for_admin: bool) -> Self {
+        let mut detail = reply.detail;
+        if reply.status == Status::Error {
+            detail.reference = None;
+            detail.local_digests.clear();
+            detail.remote_digest = None;
+        }
+        let (local_digests, remote_digest) = if for_admin {
+            let local = Some(detail.local_digests).filter(|digests| !digests.is_empty());
+            (local, detail.remote_digest)
+        } else {
+            (None, None)
+        };
         Self {
             status: reply.status,
             message: reply.message,
+            reference: detail.reference,
+            checked_at: detail.checked_at.map(rfc3339),
+            local_digests,
+            remote_digest,
         }
     }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Tells whether the registry has a newer image for the container's reference.
@@ -65,7 +115,7 @@ impl From<StatusReply> for StatusResponse {
     ),
     security(("jwt" = []), ("ApiKeyAuth" = [])),
     responses(
-        (status = 200, description = "The status, also `skipped` or `error` when the engine or the registry failed", body = StatusResponse),
+        (status = 200, description = "The status, also `skipped` or `error` when the engine or the registry failed; the digests for admins only", body = StatusResponse),
         (status = 400, description = "Missing or invalid container id", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "No access to the environment", body = ErrorBody),
@@ -84,22 +134,7 @@ pub async fn image_status(
         )));
     }
 
-    let environment = state
-        .store
-        .environment(environment_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("environment {environment_id} not found")))?;
-
-    let granted = user.is_admin()
-        || state
-            .store
-            .has_environment_access(environment_id, user.id)
-            .await?;
-    if !granted {
-        return Err(ApiError::Forbidden(format!(
-            "no access to environment {environment_id}"
-        )));
-    }
+    let environment = accessible_environment(&state, &user, environment_id).await?;
 
     let node_name = query.node_name.as_deref().filter(|name| !name.is_empty());
     let request = StatusRequest {
@@ -120,12 +155,12 @@ pub async fn image_status(
                 "image status check failed"
             );
             StatusReply {
-                status: Status::Error,
                 message: Some(GENERIC_FAILURE_MESSAGE.to_owned()),
+                ..StatusReply::new(Status::Error)
             }
         }
     };
-    Ok(Json(reply.into()))
+    Ok(Json(StatusResponse::new(reply, user.is_admin())))
 }
 
 /// Tells whether `id` can be a container id or name: ASCII letters, digits, `_`, `.` and

@@ -1,6 +1,8 @@
 //! The JSON API under `/api`, the health check, and the OpenAPI document that describes
 //! them.
 
+pub mod access;
+pub mod containers;
 pub mod endpoints;
 pub mod extract;
 pub mod image_status;
@@ -42,6 +44,7 @@ use super::error::ErrorBody;
         registries::update_registry,
         registries::delete_registry,
         image_status::image_status,
+        containers::list_containers,
         health,
         super::metrics::serve_metrics,
     ),
@@ -52,7 +55,7 @@ use super::error::ErrorBody;
         (name = "users", description = "Users and API keys"),
         (name = "endpoints", description = "Environments: the container engines"),
         (name = "registries", description = "Registry credentials and connection options"),
-        (name = "docker", description = "Image status of containers"),
+        (name = "docker", description = "Containers and the image status of each"),
         (name = "service", description = "Health and metrics"),
     )
 )]
@@ -105,6 +108,10 @@ pub fn routes() -> Router<AppState> {
             get(registries::get_registry)
                 .put(registries::update_registry)
                 .delete(registries::delete_registry),
+        )
+        .route(
+            "/api/docker/{id}/containers",
+            get(containers::list_containers),
         )
         .route(
             "/api/docker/{id}/containers/{containerId}/image_status",
