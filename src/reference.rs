@@ -176,7 +176,15 @@ mod tests {
     #[test]
     fn parse_normalises_like_docker() {
         // (input, registry, api host, repository, tag, digest)
-        let cases: &[(&str, &str, &str, &str, Option<&str>, Option<&str>)] = &[
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             (
                 "nginx",
                 "docker.io",

@@ -328,7 +328,7 @@ fn compare_index_by_own_platform() {
 #[test]
 fn compare_asks_for_index_then_local_manifests() {
     let (old_list, new_list, amd) = (digest(10), digest(11), digest(1));
-    let t = target("example.com/app:v1", &[old_list.clone()]);
+    let t = target("example.com/app:v1", std::slice::from_ref(&old_list));
     let r = remote(new_list.clone(), Some(OCI_INDEX));
     let mut manifests = Manifests::new();
     assert_eq!(
