@@ -1,6 +1,7 @@
-//! Real parts for imgstat's tests: registries on loopback (no auth, htpasswd, token),
-//! a token server, a counting reverse proxy, single- and multi-platform images, and
-//! containers on the local Docker engine, each removed again on `Drop`.
+//! Real parts for imgstat's tests: registries on loopback (no auth, htpasswd, token,
+//! HTTPS), a token server, a counting reverse proxy with fault rules, single- and
+//! multi-platform images, containers on the local Docker engine, and a Podman with
+//! storage of its own, each removed again on `Drop`.
 //!
 //! Every helper is synchronous and blocks the calling thread. The servers run on
 //! threads of their own, so they keep serving while a test blocks, whether it is a
@@ -26,6 +27,7 @@ mod image;
 mod index;
 mod index_content;
 mod names;
+mod podman;
 mod process;
 mod proxy;
 mod registry;
@@ -42,6 +44,7 @@ pub use image::TestImage;
 pub use index::TestIndex;
 pub use index_content::IndexFormat;
 pub use names::{OWNER_LABEL, unique_name};
+pub use podman::Podman;
 pub use proxy::{Fault, Proxy, ProxyStats, RecordedRequest, RequestKind};
 pub use registry::{MANIFEST_ACCEPT, Registry, RegistryBuilder};
 pub use sweep::sweep_leftovers;
