@@ -100,6 +100,12 @@ impl moka::Expiry<TagKey, DigestAnswer> for AnswerExpiry {
     ) -> Option<Duration> {
         Some(match value {
             Ok(_) => self.0.digest_ttl,
+            // The registry may be asked again once its pause ends, not only after the
+            // error time-to-live.
+            Err(RegistryError::RateLimited {
+                retry_after: Some(pause),
+                ..
+            }) => (*pause).min(self.0.error_ttl),
             Err(_) => self.0.error_ttl,
         })
     }

@@ -63,6 +63,13 @@ impl RegistryClient {
             .acquire()
             .await
             .expect("registry semaphores are never closed");
+        // A 429 may have come while this request waited for its permit.
+        if let Some(wait) = registry.rate_limit_remaining() {
+            return Err(RegistryError::RateLimited {
+                registry: registry.name.clone(),
+                retry_after: Some(wait),
+            });
+        }
         let _in_flight = registry.stats.enter();
         registry.stats.count(outbound.kind, &outbound.method);
 

@@ -31,7 +31,8 @@ impl Endpoint {
 
 impl RegistryClient {
     /// The registry's endpoint, learned by one `GET /v2/` shared by all concurrent callers.
-    /// A success is kept for the life of the client, a failure for `unreachable_ttl`.
+    /// A success is kept for the life of the client, a failure for `unreachable_ttl`. A
+    /// 429 is not kept: the registry's pause already answers until its `Retry-After`.
     pub(crate) async fn endpoint(
         &self,
         registry: &RegistryState,
@@ -55,7 +56,10 @@ impl RegistryClient {
                 tracing::debug!(registry = %registry.name, error = %error.chain(), "registry ping failed")
             }
         }
-        *slot = Some((result.clone(), Instant::now()));
+        *slot = match &result {
+            Err(RegistryError::RateLimited { .. }) => None,
+            _ => Some((result.clone(), Instant::now())),
+        };
         result
     }
 
