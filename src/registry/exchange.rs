@@ -1,5 +1,6 @@
 //! One HTTP exchange with a registry: the per-registry bound, the rate-limit pause,
-//! redirects, time and size limits, and the mapping of error statuses.
+//! redirects under the outbound policy, time and size limits, and the mapping of error
+//! statuses.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -103,7 +104,14 @@ impl RegistryClient {
         let mut redirects = 0;
         loop {
             let same_origin = url.origin() == origin;
-            let client = self.http_client(registry.insecure);
+            // A redirect target on another host is insecure only by its own right.
+            let insecure = if same_origin {
+                registry.insecure
+            } else {
+                self.is_insecure_host(&host_and_port(&url))
+            };
+            self.check_outbound(registry, &url, insecure)?;
+            let client = self.http_client(insecure);
             let mut request = client
                 .request(outbound.method.clone(), url.clone())
                 .headers(outbound.headers.clone());
@@ -144,6 +152,29 @@ impl RegistryClient {
         }
     }
 
+    /// Rejects a URL the outbound policy refuses, and plain HTTP to a host that is
+    /// neither loopback nor marked insecure.
+    fn check_outbound(
+        &self,
+        registry: &RegistryState,
+        url: &Url,
+        insecure: bool,
+    ) -> Result<(), RegistryError> {
+        let refused = |detail: String| RegistryError::Refused {
+            registry: registry.name.clone(),
+            detail: format!("{}: {detail}", without_query(url)),
+        };
+        self.config.outbound.check_url(url).map_err(refused)?;
+        if url.scheme() == "http" && !insecure {
+            return Err(refused(format!(
+                "plain HTTP to {} is not allowed: only loopback registries and those marked \
+                 insecure may be reached without TLS",
+                host_and_port(url)
+            )));
+        }
+        Ok(())
+    }
+
     async fn read_body(
         &self,
         registry: &RegistryState,
@@ -173,6 +204,24 @@ fn unreachable(registry: &RegistryState, error: reqwest::Error) -> RegistryError
         registry: registry.name.clone(),
         source: error.without_url().into(),
     }
+}
+
+/// `host[:port]` of a URL, as written in it and in image references.
+fn host_and_port(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// A URL without its query and fragment, which may carry signed credentials, for
+/// messages.
+fn without_query(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 fn redirect_target(

@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod exchange;
 mod learn;
+mod policy;
 mod stats;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ pub use auth::{Challenge, parse_challenge};
 pub use error::RegistryError;
 use exchange::{Outbound, RequestKind, status_error};
 use learn::Endpoint;
+pub use policy::OutboundPolicy;
 pub use stats::RegistryStats;
 
 /// Every manifest media type imgstat understands, sent in `Accept` on every manifest
@@ -59,8 +61,10 @@ pub struct RegistryConfig {
     /// How long a failure to reach a registry's `/v2/` is remembered before it is tried again.
     pub unreachable_ttl: Duration,
     /// Registries (`host[:port]`) that may be reached over plain HTTP or unverified TLS,
-    /// besides loopback ones.
+    /// besides loopback ones. Redirect targets follow the same rule.
     pub insecure_registries: Vec<String>,
+    /// Hosts and addresses requests may reach, checked on every redirect too.
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for RegistryConfig {
@@ -74,6 +78,7 @@ impl Default for RegistryConfig {
             scopes_per_token: 32,
             unreachable_ttl: Duration::from_secs(10),
             insecure_registries: Vec::new(),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -142,6 +147,7 @@ impl RegistryClient {
                 .pool_max_idle_per_host(config.max_in_flight)
                 .pool_idle_timeout(Duration::from_secs(90))
                 .tcp_nodelay(true)
+                .dns_resolver(policy::CheckedResolver)
         };
         Ok(Self {
             verified: builder().build()?,
@@ -164,6 +170,12 @@ impl RegistryClient {
         }
     }
 
+    /// Whether `host` (`host[:port]` as written in a reference or URL) may be reached over
+    /// plain HTTP or unverified TLS: a loopback host, or one in `insecure_registries`.
+    fn is_insecure_host(&self, host: &str) -> bool {
+        is_loopback_host(host) || self.config.insecure_registries.iter().any(|r| r == host)
+    }
+
     fn registry(&self, name: &str) -> Arc<RegistryState> {
         let name = canonical_registry(name);
         let mut registries = self.registries.lock().expect("registry map lock poisoned");
@@ -172,12 +184,8 @@ impl RegistryClient {
             .or_insert_with(|| {
                 let host = api_host(name).to_owned();
                 Arc::new(RegistryState {
-                    insecure: is_loopback_host(&host)
-                        || self
-                            .config
-                            .insecure_registries
-                            .iter()
-                            .any(|r| r == name || *r == host),
+                    insecure: self.is_insecure_host(&host)
+                        || self.config.insecure_registries.iter().any(|r| r == name),
                     name: name.to_owned(),
                     host,
                     permits: Semaphore::new(self.config.max_in_flight.max(1)),
