@@ -378,9 +378,15 @@ impl Checker {
         if force {
             self.digests.invalidate(key).await;
         }
-        self.digests
-            .get_with_by_ref(key, self.registry.head_digest(key))
-            .await
+        let lookup = async {
+            let answer = self.registry.tag_digest(key).await?;
+            if let Some(manifest) = answer.manifest {
+                let cache_key = (key.registry.clone(), answer.remote.digest.clone());
+                self.manifests.insert(cache_key, manifest).await;
+            }
+            Ok(answer.remote)
+        };
+        self.digests.get_with_by_ref(key, lookup).await
     }
 
     /// Runs the comparison rules, fetching the manifests they ask for (each at most once).

@@ -243,6 +243,13 @@ impl RegistryClient {
     /// The registry's current manifest digest for a tag, by `HEAD`, falling back to `GET`
     /// where `HEAD` gives no digest.
     pub async fn head_digest(&self, key: &TagKey) -> Result<RemoteDigest, RegistryError> {
+        self.tag_digest(key).await.map(|answer| answer.remote)
+    }
+
+    /// The registry's current manifest digest for a tag, by `HEAD`, falling back to `GET`
+    /// where `HEAD` gives no digest. A `GET` also returns the manifest, so that it need
+    /// not be fetched again by digest.
+    pub async fn tag_digest(&self, key: &TagKey) -> Result<TagAnswer, RegistryError> {
         let registry = self.registry(&key.registry);
         let path = format!("/v2/{}/manifests/{}", key.repository, key.tag);
 
@@ -251,8 +258,11 @@ impl RegistryClient {
             .await?;
         match answer.status {
             StatusCode::OK => {
-                if let Some(found) = digest_from_headers(&answer.headers) {
-                    return Ok(found);
+                if let Some(remote) = digest_from_headers(&answer.headers) {
+                    return Ok(TagAnswer {
+                        remote,
+                        manifest: None,
+                    });
                 }
                 tracing::debug!(registry = %registry.name, tag = %key, "HEAD without Docker-Content-Digest; sending GET");
             }
@@ -284,13 +294,17 @@ impl RegistryClient {
                 &answer,
             ));
         }
-        if let Some(found) = digest_from_headers(&answer.headers) {
-            return Ok(found);
-        }
-        Ok(RemoteDigest {
-            digest: sha256_digest(&answer.body),
+        // The digest of the bytes received, as the registry computed it for a `HEAD`.
+        // Parsing and serialising the manifest again would change them.
+        let computed = sha256_digest(&answer.body);
+        let remote = digest_from_headers(&answer.headers).unwrap_or_else(|| RemoteDigest {
+            digest: computed.clone(),
             media_type: media_type(&answer.headers, &answer.body),
-        })
+        });
+        let manifest = (remote.digest == computed)
+            .then(|| parse_manifest(&registry, &key.repository, &remote.digest, &answer))
+            .transpose()?;
+        Ok(TagAnswer { remote, manifest })
     }
 
     /// Fetches a manifest by digest and checks that its bytes have that digest.
@@ -316,23 +330,13 @@ impl RegistryClient {
             ));
         }
 
-        let malformed = |detail: String| RegistryError::Malformed {
-            registry: registry.name.clone(),
-            detail,
-        };
         if digest.starts_with("sha256:") && sha256_digest(&answer.body) != digest {
-            return Err(malformed(format!(
-                "manifest {repository}@{digest} does not match its digest"
-            )));
+            return Err(RegistryError::Malformed {
+                registry: registry.name.clone(),
+                detail: format!("manifest {repository}@{digest} does not match its digest"),
+            });
         }
-        let is_index = media_type(&answer.headers, &answer.body)
-            .is_some_and(|media_type| is_index_media_type(&media_type));
-        if !is_index {
-            return Ok(Manifest::Single);
-        }
-        serde_json::from_slice(&answer.body)
-            .map(Manifest::Index)
-            .map_err(|e| malformed(format!("invalid index {repository}@{digest}: {e}")))
+        parse_manifest(&registry, repository, digest, &answer)
     }
 
     /// Sends a manifest request with the registry's credentials. A 401 is answered once:
@@ -392,6 +396,35 @@ impl RegistryClient {
         };
         self.exchange(registry, retry).await
     }
+}
+
+/// A tag's digest, and its manifest when a `GET` was needed to learn the digest and the
+/// bytes received have that digest.
+#[derive(Clone, Debug)]
+pub struct TagAnswer {
+    pub remote: RemoteDigest,
+    pub manifest: Option<Manifest>,
+}
+
+/// Reads a manifest received for `repository@digest`: an index with its entries, or any
+/// other manifest as [`Manifest::Single`].
+fn parse_manifest(
+    registry: &RegistryState,
+    repository: &str,
+    digest: &str,
+    answer: &exchange::Answer,
+) -> Result<Manifest, RegistryError> {
+    let is_index = media_type(&answer.headers, &answer.body)
+        .is_some_and(|media_type| is_index_media_type(&media_type));
+    if !is_index {
+        return Ok(Manifest::Single);
+    }
+    serde_json::from_slice(&answer.body)
+        .map(Manifest::Index)
+        .map_err(|e| RegistryError::Malformed {
+            registry: registry.name.clone(),
+            detail: format!("invalid index {repository}@{digest}: {e}"),
+        })
 }
 
 /// The `Accept` header of manifest requests.
