@@ -1,7 +1,7 @@
-//! Real parts for imgstat's tests: registries on loopback (no auth, htpasswd, token,
-//! HTTPS), a token server, a counting reverse proxy with fault rules, single- and
-//! multi-platform images, containers on the local Docker engine, and a Podman with
-//! storage of its own, each removed again on `Drop`.
+//! Real parts for imgstat's tests, each removed again on `Drop`: registries on loopback
+//! (no auth, htpasswd, token, HTTPS), a token server, and a counting reverse proxy with
+//! fault rules. Also single- and multi-platform images, containers on the local Docker
+//! engine, and a Podman with storage of its own.
 //!
 //! Every helper is synchronous and blocks the calling thread. The servers run on
 //! threads of their own, so they keep serving while a test blocks, whether it is a

@@ -16,7 +16,7 @@ use crate::process::spawn_tied_to_process;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `podman system service` on a socket in a fresh directory that also holds the
+/// `podman system service` on a socket in a fresh directory that also contains the
 /// storage (`vfs`), run and temporary directories, so nothing touches the machine's
 /// own Podman state. `Drop` removes the containers and images, stops the service and
 /// deletes the directory; the service also dies with the test process.
@@ -29,7 +29,7 @@ pub struct Podman {
 
 impl Podman {
     /// Starts the service and waits until `GET /_ping` on its socket returns `OK`.
-    /// Panics with the service's output when it does not answer in time.
+    /// Panics with the service's output when it does not respond in time.
     pub fn start() -> Self {
         let dir = temp_dir("podman");
         let log_path = dir.path().join("service.log");
@@ -58,7 +58,7 @@ impl Podman {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "podman system service did not answer within {START_TIMEOUT:?}; its output:\n{}",
+                    "podman system service did not respond within {START_TIMEOUT:?}; its output:\n{}",
                     std::fs::read_to_string(&log_path).unwrap_or_default()
                 );
             }

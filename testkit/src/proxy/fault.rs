@@ -9,7 +9,7 @@ use super::RequestKind;
 /// A rule for matching requests. Unset filters match every request. What it does is
 /// set by its constructor: [`Fault::status`] returns a fixed response without
 /// forwarding, [`Fault::redirect`] sends the client elsewhere, and
-/// [`Fault::drop_response_header`] forwards and removes a header from the answer.
+/// [`Fault::drop_response_header`] forwards and removes a header from the response.
 #[derive(Clone, Debug)]
 pub struct Fault {
     pub(super) method: Option<Method>,
@@ -20,7 +20,7 @@ pub struct Fault {
     pub(super) remaining: Option<usize>,
 }
 
-/// What the proxy does with a request that a [`Fault`] matches.
+/// The proxy's handling of a request that a [`Fault`] matches.
 #[derive(Clone, Debug)]
 pub(super) enum Action {
     /// Returns this status, headers and body without forwarding.
@@ -47,7 +47,7 @@ impl Fault {
         })
     }
 
-    /// Creates a rule that answers with `status` (a 3xx) and a `Location` on `base_url`
+    /// Creates a rule that responds with `status` (a 3xx) and a `Location` on `base_url`
     /// (`http://HOST:PORT`) with the request's own path and query, as a registry does
     /// that sends clients to a storage or CDN host.
     pub fn redirect(status: u16, base_url: impl Into<String>) -> Self {

@@ -1,6 +1,7 @@
 //! An HTTP/1.1 reverse proxy on a free loopback port that counts what passes through,
-//! can delay every request, and can answer matching requests in place of the upstream
-//! (a status of the test's choice, a redirect) or strip a header from the upstream's answer.
+//! can delay every request, and can respond to matching requests in place of the upstream
+//! (a status of the test's choice, a redirect) or strip a header from the upstream's
+//! response.
 
 mod fault;
 mod forward;
