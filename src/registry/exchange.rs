@@ -215,8 +215,8 @@ fn host_and_port(url: &Url) -> String {
     }
 }
 
-/// A URL without its query and fragment, which may carry signed credentials, for
-/// messages.
+/// Returns the URL for messages, without its query and fragment, which may carry signed
+/// credentials.
 fn without_query(url: &Url) -> String {
     let mut shown = url.clone();
     shown.set_query(None);

@@ -32,7 +32,8 @@ impl Endpoint {
 impl RegistryClient {
     /// The registry's endpoint, learned by one `GET /v2/` shared by all concurrent callers.
     /// A success is kept for the life of the client, a failure for `unreachable_ttl`. A
-    /// 429 is not kept: the registry's pause already answers until its `Retry-After`.
+    /// 429 is not kept, because the registry's pause rejects requests until its
+    /// `Retry-After` anyway.
     pub(crate) async fn endpoint(
         &self,
         registry: &RegistryState,

@@ -246,9 +246,9 @@ impl RegistryClient {
         self.tag_digest(key).await.map(|answer| answer.remote)
     }
 
-    /// The registry's current manifest digest for a tag, by `HEAD`, falling back to `GET`
-    /// where `HEAD` gives no digest. A `GET` also returns the manifest, so that it need
-    /// not be fetched again by digest.
+    /// Gets the registry's current manifest digest for a tag by `HEAD`, falling back to
+    /// `GET` where `HEAD` gives no digest. A `GET` also returns the manifest, so that it
+    /// need not be fetched again by digest.
     pub async fn tag_digest(&self, key: &TagKey) -> Result<TagAnswer, RegistryError> {
         let registry = self.registry(&key.registry);
         let path = format!("/v2/{}/manifests/{}", key.repository, key.tag);

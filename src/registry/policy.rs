@@ -14,7 +14,7 @@ const METADATA_ADDRESSES: [IpAddr; 2] = [
     IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
 ];
 
-/// Which hosts and addresses outbound registry requests may reach.
+/// The hosts and addresses that outbound registry requests may reach.
 ///
 /// Link-local addresses (169.254.0.0/16 and fe80::/10, where most clouds serve instance
 /// metadata) and the other metadata addresses are always refused. An allow-list narrows
@@ -35,7 +35,7 @@ impl OutboundPolicy {
         }
     }
 
-    /// Checks a URL before a request is sent to it. The error says why it is refused.
+    /// Checks a URL before a request is sent to it. The error gives the reason for a refusal.
     pub(crate) fn check_url(&self, url: &Url) -> Result<(), String> {
         let host = match url.host() {
             Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
@@ -69,7 +69,7 @@ impl OutboundPolicy {
     }
 }
 
-/// Checks one address a request would connect to. The error says why it is refused.
+/// Checks one address a request would connect to. The error gives the reason for a refusal.
 pub(crate) fn check_address(address: IpAddr) -> Result<(), String> {
     let address = match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
