@@ -621,5 +621,10 @@ fn rate_limit_holds_queued_requests() {
         );
     }
     // Requests waiting for the one slot when the 429 came are not sent.
-    assert_eq!(proxy.count(Method::HEAD, RequestKind::Manifest), 1);
+    assert_eq!(
+        proxy.count(Method::HEAD, RequestKind::Manifest),
+        1,
+        "{:#?}",
+        proxy.requests()
+    );
 }
