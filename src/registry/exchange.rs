@@ -206,7 +206,7 @@ fn unreachable(registry: &RegistryState, error: reqwest::Error) -> RegistryError
     }
 }
 
-/// `host[:port]` of a URL, as written in it and in image references.
+/// Returns `host[:port]` of a URL, as written in it and in image references.
 fn host_and_port(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
     match url.port() {
@@ -218,10 +218,10 @@ fn host_and_port(url: &Url) -> String {
 /// Returns the URL for messages, without its query and fragment, which may carry signed
 /// credentials.
 fn without_query(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
+    let mut redacted = url.clone();
+    redacted.set_query(None);
+    redacted.set_fragment(None);
+    redacted.to_string()
 }
 
 fn redirect_target(
@@ -367,6 +367,32 @@ mod tests {
 
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn redirect_targets_checked_before_sending() {
+        let client = RegistryClient::new(
+            super::super::RegistryConfig::default(),
+            std::sync::Arc::new(crate::credentials::NoCredentials),
+        )
+        .unwrap();
+        let registry = client.registry("registry.example.com");
+        let check = |target: &str, insecure: bool| {
+            let url = Url::parse(target).unwrap();
+            client
+                .check_outbound(&registry, &url, insecure)
+                .map_err(|e| e.to_string())
+        };
+
+        assert_eq!(
+            check("https://cdn.example.com/blob?sig=secret", false),
+            Ok(())
+        );
+        let plain = check("http://cdn.example.com/blob?sig=secret", false).unwrap_err();
+        assert!(plain.contains("plain HTTP to cdn.example.com"), "{plain}");
+        assert!(!plain.contains("secret"), "{plain}");
+        let metadata = check("http://169.254.169.254/latest/meta-data/", true).unwrap_err();
+        assert!(metadata.contains("link-local"), "{metadata}");
     }
 
     #[test]
