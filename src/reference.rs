@@ -176,13 +176,13 @@ mod tests {
     #[test]
     fn parse_normalises_like_docker() {
         // (input, registry, api host, repository, tag, digest)
-        type Case = (
-            &'static str,
-            &'static str,
-            &'static str,
-            &'static str,
-            Option<&'static str>,
-            Option<&'static str>,
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
         );
         let cases: &[Case] = &[
             (

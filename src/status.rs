@@ -109,6 +109,12 @@ impl moka::Expiry<TagKey, DigestAnswer> for AnswerExpiry {
     ) -> Option<Duration> {
         Some(match value {
             Ok(_) => self.0.digest_ttl,
+            // The registry may be asked again once its pause ends, not only after the
+            // error time-to-live.
+            Err(RegistryError::RateLimited {
+                retry_after: Some(pause),
+                ..
+            }) => (*pause).min(self.0.error_ttl),
             Err(_) => self.0.error_ttl,
         })
     }
@@ -396,11 +402,15 @@ impl Checker {
         if force {
             self.digests.invalidate(key).await;
         }
-        let entry = self
-            .digests
-            .entry_by_ref(key)
-            .or_insert_with(self.registry.head_digest(key))
-            .await;
+        let lookup = async {
+            let answer = self.registry.tag_digest(key).await?;
+            if let Some(manifest) = answer.manifest {
+                let cache_key = (key.registry.clone(), answer.remote.digest.clone());
+                self.manifests.insert(cache_key, manifest).await;
+            }
+            Ok(answer.remote)
+        };
+        let entry = self.digests.entry_by_ref(key).or_insert_with(lookup).await;
         let counter = if entry.is_fresh() {
             &self.counters.digest_misses
         } else {

@@ -1,5 +1,6 @@
 //! One HTTP exchange with a registry: the per-registry bound, the rate-limit pause,
-//! redirects, time and size limits, and the mapping of error statuses.
+//! redirects under the outbound policy, time and size limits, and the mapping of error
+//! statuses.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,6 +64,13 @@ impl RegistryClient {
             .acquire()
             .await
             .expect("registry semaphores are never closed");
+        // A 429 may have come while this request waited for its permit.
+        if let Some(wait) = registry.rate_limit_remaining() {
+            return Err(RegistryError::RateLimited {
+                registry: registry.name.clone(),
+                retry_after: Some(wait),
+            });
+        }
         let _in_flight = registry.stats.enter();
         registry.stats.count(outbound.kind, &outbound.method);
 
@@ -96,8 +104,20 @@ impl RegistryClient {
         let mut redirects = 0;
         loop {
             let same_origin = url.origin() == origin;
-            let mut request = registry
-                .http
+            // A redirect target on another host is insecure only by its own right, and
+            // gets none of the registry's own TLS settings.
+            let insecure = if same_origin {
+                registry.insecure
+            } else {
+                self.is_insecure_host(&host_and_port(&url))
+            };
+            self.check_outbound(registry, &url, insecure)?;
+            let client = if same_origin {
+                &registry.http
+            } else {
+                self.shared_client(insecure)
+            };
+            let mut request = client
                 .request(outbound.method.clone(), url.clone())
                 .headers(outbound.headers.clone());
             if same_origin && let Some(value) = &outbound.authorization {
@@ -137,6 +157,29 @@ impl RegistryClient {
         }
     }
 
+    /// Rejects a URL the outbound policy refuses, and plain HTTP to a host that is
+    /// neither loopback nor marked insecure.
+    fn check_outbound(
+        &self,
+        registry: &RegistryState,
+        url: &Url,
+        insecure: bool,
+    ) -> Result<(), RegistryError> {
+        let refused = |detail: String| RegistryError::Refused {
+            registry: registry.name.clone(),
+            detail: format!("{}: {detail}", without_query(url)),
+        };
+        self.config.outbound.check_url(url).map_err(refused)?;
+        if url.scheme() == "http" && !insecure {
+            return Err(refused(format!(
+                "plain HTTP to {} is not allowed: only loopback registries and those marked \
+                 insecure may be reached without TLS",
+                host_and_port(url)
+            )));
+        }
+        Ok(())
+    }
+
     async fn read_body(
         &self,
         registry: &RegistryState,
@@ -166,6 +209,24 @@ fn unreachable(registry: &RegistryState, error: reqwest::Error) -> RegistryError
         registry: registry.name.clone(),
         source: error.without_url().into(),
     }
+}
+
+/// Returns `host[:port]` of a URL, as written in it and in image references.
+fn host_and_port(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Returns the URL for messages, without its query and fragment, which may carry signed
+/// credentials.
+fn without_query(url: &Url) -> String {
+    let mut redacted = url.clone();
+    redacted.set_query(None);
+    redacted.set_fragment(None);
+    redacted.to_string()
 }
 
 fn redirect_target(
@@ -311,6 +372,32 @@ mod tests {
 
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn redirect_targets_checked_before_sending() {
+        let client = RegistryClient::new(
+            super::super::RegistryConfig::default(),
+            std::sync::Arc::new(crate::credentials::NoCredentials),
+        )
+        .unwrap();
+        let registry = client.registry("registry.example.com");
+        let check = |target: &str, insecure: bool| {
+            let url = Url::parse(target).unwrap();
+            client
+                .check_outbound(&registry, &url, insecure)
+                .map_err(|e| e.to_string())
+        };
+
+        assert_eq!(
+            check("https://cdn.example.com/blob?sig=secret", false),
+            Ok(())
+        );
+        let plain = check("http://cdn.example.com/blob?sig=secret", false).unwrap_err();
+        assert!(plain.contains("plain HTTP to cdn.example.com"), "{plain}");
+        assert!(!plain.contains("secret"), "{plain}");
+        let metadata = check("http://169.254.169.254/latest/meta-data/", true).unwrap_err();
+        assert!(metadata.contains("link-local"), "{metadata}");
     }
 
     #[test]

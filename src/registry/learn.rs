@@ -31,7 +31,9 @@ impl Endpoint {
 
 impl RegistryClient {
     /// The registry's endpoint, learned by one `GET /v2/` shared by all concurrent callers.
-    /// A success is kept for the life of the client, a failure for `unreachable_ttl`.
+    /// A success is kept for the life of the client, a failure for `unreachable_ttl`. A
+    /// 429 is not kept, because the registry's pause rejects requests until its
+    /// `Retry-After` anyway.
     pub(crate) async fn endpoint(
         &self,
         registry: &RegistryState,
@@ -55,7 +57,10 @@ impl RegistryClient {
                 tracing::debug!(registry = %registry.name, error = %error.chain(), "registry ping failed")
             }
         }
-        *slot = Some((result.clone(), Instant::now()));
+        *slot = match &result {
+            Err(RegistryError::RateLimited { .. }) => None,
+            _ => Some((result.clone(), Instant::now())),
+        };
         result
     }
 

@@ -11,6 +11,7 @@ mod error;
 mod exchange;
 mod learn;
 mod options;
+mod policy;
 mod stats;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ pub use error::RegistryError;
 use exchange::{Outbound, RequestKind, status_error};
 use learn::Endpoint;
 pub use options::{CaCertError, RegistryOptions, RegistryOptionsSource};
+pub use policy::OutboundPolicy;
 pub use stats::RegistryStats;
 
 /// Every manifest media type imgstat understands, sent in `Accept` on every manifest
@@ -61,8 +63,10 @@ pub struct RegistryConfig {
     /// How long a failure to reach a registry's `/v2/` is remembered before it is tried again.
     pub unreachable_ttl: Duration,
     /// Registries (`host[:port]`) that may be reached over plain HTTP or unverified TLS,
-    /// besides loopback ones.
+    /// besides loopback ones. Redirect targets follow the same rule.
     pub insecure_registries: Vec<String>,
+    /// Hosts and addresses requests may reach, checked on every redirect too.
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for RegistryConfig {
@@ -76,6 +80,7 @@ impl Default for RegistryConfig {
             scopes_per_token: 32,
             unreachable_ttl: Duration::from_secs(10),
             insecure_registries: Vec::new(),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -197,13 +202,9 @@ impl RegistryClient {
             .as_ref()
             .map(|source| source.options(name))
             .unwrap_or_default();
-        let insecure = is_loopback_host(&host)
+        let insecure = self.is_insecure_host(&host)
             || options.insecure
-            || self
-                .config
-                .insecure_registries
-                .iter()
-                .any(|r| r == name || *r == host);
+            || self.config.insecure_registries.iter().any(|r| r == name);
         let http = self.http_client(name, insecure, options.ca_certs_pem.as_deref());
         RegistryState {
             insecure,
@@ -233,11 +234,7 @@ impl RegistryClient {
         insecure: bool,
         ca_certs_pem: Option<&str>,
     ) -> reqwest::Client {
-        let shared = if insecure {
-            &self.unverified
-        } else {
-            &self.verified
-        };
+        let shared = self.shared_client(insecure);
         let Some(pem) = ca_certs_pem else {
             return shared.clone();
         };
@@ -254,6 +251,21 @@ impl RegistryClient {
                 shared.clone()
             }
         }
+    }
+
+    /// The shared client for a host without TLS settings of its own.
+    fn shared_client(&self, insecure: bool) -> &reqwest::Client {
+        if insecure {
+            &self.unverified
+        } else {
+            &self.verified
+        }
+    }
+
+    /// Whether `host` (`host[:port]` as written in a reference or URL) may be reached over
+    /// plain HTTP or unverified TLS: a loopback host, or one in `insecure_registries`.
+    fn is_insecure_host(&self, host: &str) -> bool {
+        is_loopback_host(host) || self.config.insecure_registries.iter().any(|r| r == host)
     }
 
     /// Request counters of every registry this client has talked to.
@@ -298,6 +310,13 @@ impl RegistryClient {
     /// The registry's current manifest digest for a tag, by `HEAD`, falling back to `GET`
     /// where `HEAD` gives no digest.
     pub async fn head_digest(&self, key: &TagKey) -> Result<RemoteDigest, RegistryError> {
+        self.tag_digest(key).await.map(|answer| answer.remote)
+    }
+
+    /// Gets the registry's current manifest digest for a tag by `HEAD`, falling back to
+    /// `GET` where `HEAD` gives no digest. A `GET` also returns the manifest, so that it
+    /// need not be fetched again by digest.
+    pub async fn tag_digest(&self, key: &TagKey) -> Result<TagAnswer, RegistryError> {
         let registry = self.registry(&key.registry);
         let path = format!("/v2/{}/manifests/{}", key.repository, key.tag);
 
@@ -306,8 +325,11 @@ impl RegistryClient {
             .await?;
         match answer.status {
             StatusCode::OK => {
-                if let Some(found) = digest_from_headers(&answer.headers) {
-                    return Ok(found);
+                if let Some(remote) = digest_from_headers(&answer.headers) {
+                    return Ok(TagAnswer {
+                        remote,
+                        manifest: None,
+                    });
                 }
                 tracing::debug!(registry = %registry.name, tag = %key, "HEAD without Docker-Content-Digest; sending GET");
             }
@@ -339,13 +361,17 @@ impl RegistryClient {
                 &answer,
             ));
         }
-        if let Some(found) = digest_from_headers(&answer.headers) {
-            return Ok(found);
-        }
-        Ok(RemoteDigest {
-            digest: sha256_digest(&answer.body),
+        // The digest of the bytes received, as the registry computed it for a `HEAD`.
+        // Parsing and serialising the manifest again would change them.
+        let computed = sha256_digest(&answer.body);
+        let remote = digest_from_headers(&answer.headers).unwrap_or_else(|| RemoteDigest {
+            digest: computed.clone(),
             media_type: media_type(&answer.headers, &answer.body),
-        })
+        });
+        let manifest = (remote.digest == computed)
+            .then(|| parse_manifest(&registry, &key.repository, &remote.digest, &answer))
+            .transpose()?;
+        Ok(TagAnswer { remote, manifest })
     }
 
     /// Fetches a manifest by digest and checks that its bytes have that digest.
@@ -371,23 +397,13 @@ impl RegistryClient {
             ));
         }
 
-        let malformed = |detail: String| RegistryError::Malformed {
-            registry: registry.name.clone(),
-            detail,
-        };
         if digest.starts_with("sha256:") && sha256_digest(&answer.body) != digest {
-            return Err(malformed(format!(
-                "manifest {repository}@{digest} does not match its digest"
-            )));
+            return Err(RegistryError::Malformed {
+                registry: registry.name.clone(),
+                detail: format!("manifest {repository}@{digest} does not match its digest"),
+            });
         }
-        let is_index = media_type(&answer.headers, &answer.body)
-            .is_some_and(|media_type| is_index_media_type(&media_type));
-        if !is_index {
-            return Ok(Manifest::Single);
-        }
-        serde_json::from_slice(&answer.body)
-            .map(Manifest::Index)
-            .map_err(|e| malformed(format!("invalid index {repository}@{digest}: {e}")))
+        parse_manifest(&registry, repository, digest, &answer)
     }
 
     /// Sends a manifest request with the registry's credentials. A 401 is answered once:
@@ -447,6 +463,35 @@ impl RegistryClient {
         };
         self.exchange(registry, retry).await
     }
+}
+
+/// A tag's digest, and its manifest when a `GET` was needed to learn the digest and the
+/// bytes received have that digest.
+#[derive(Clone, Debug)]
+pub struct TagAnswer {
+    pub remote: RemoteDigest,
+    pub manifest: Option<Manifest>,
+}
+
+/// Reads a manifest received for `repository@digest`: an index with its entries, or any
+/// other manifest as [`Manifest::Single`].
+fn parse_manifest(
+    registry: &RegistryState,
+    repository: &str,
+    digest: &str,
+    answer: &exchange::Answer,
+) -> Result<Manifest, RegistryError> {
+    let is_index = media_type(&answer.headers, &answer.body)
+        .is_some_and(|media_type| is_index_media_type(&media_type));
+    if !is_index {
+        return Ok(Manifest::Single);
+    }
+    serde_json::from_slice(&answer.body)
+        .map(Manifest::Index)
+        .map_err(|e| RegistryError::Malformed {
+            registry: registry.name.clone(),
+            detail: format!("invalid index {repository}@{digest}: {e}"),
+        })
 }
 
 /// The `Accept` header of manifest requests.

@@ -36,6 +36,7 @@ pub(crate) fn client_builder(
         .pool_max_idle_per_host(max_idle_per_host)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
+        .dns_resolver(super::policy::CheckedResolver)
 }
 
 /// Failure to build a client that trusts a registry's CA certificates.

@@ -379,6 +379,53 @@ fn attestation_entries_never_chosen() {
 }
 
 #[test]
+fn repushed_tag_matches_second_repo_digest() {
+    let (old, new) = (digest(1), digest(2));
+    let facts = image(
+        &["example.com/app:v1"],
+        &[
+            format!("example.com/app@{old}"),
+            format!("example.com/app@{new}"),
+        ],
+    );
+    let Plan::Check(targets) = plan("example.com/app:v1", &facts) else {
+        panic!("expected targets");
+    };
+    assert_eq!(targets[0].local_digests, vec![old, new.clone()]);
+    let verdict = decided(compare(
+        &targets[0],
+        &amd64(),
+        &remote(new, Some(DOCKER_MANIFEST)),
+        &Manifests::new(),
+    ));
+    assert_eq!(verdict.status, Status::Updated, "{}", verdict.reason);
+}
+
+#[test]
+fn compare_ignores_changed_attestations() {
+    let (old_list, new_list, amd, arm) = (digest(10), digest(11), digest(1), digest(2));
+    let with_attestations = |attestation: String| {
+        index(&[
+            ("unknown", "unknown", None, attestation),
+            ("linux", "amd64", None, amd.clone()),
+            ("linux", "arm64", Some("v8"), arm.clone()),
+        ])
+    };
+    let mut manifests = Manifests::new();
+    manifests.insert(old_list.clone(), with_attestations(digest(20)));
+    manifests.insert(new_list.clone(), with_attestations(digest(21)));
+    let t = target("example.com/app:v1", &[old_list]);
+
+    let verdict = decided(compare(
+        &t,
+        &amd64(),
+        &remote(new_list, Some(OCI_INDEX)),
+        &manifests,
+    ));
+    assert_eq!(verdict.status, Status::Updated, "{}", verdict.reason);
+}
+
+#[test]
 fn platforms_normalise_like_containerd() {
     let cases = [
         (platform("arm64", None), platform("arm64", Some("v8")), true),

@@ -1,10 +1,12 @@
-//! Unique images made with `docker import` and pushed with `docker push`, removed from
-//! the engine on `Drop`.
+//! Unique images made with `docker import` and pushed with `docker push` (and, where a
+//! test needs another manifest for them, with `skopeo`), removed from the engine on `Drop`.
 
+use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::command::{docker, run, run_with_input, try_run};
-use crate::names::{OWNER_LABEL, unique_name};
+use crate::index_content::sha256_digest;
+use crate::names::{OWNER_LABEL, temp_dir, unique_name};
 use crate::{Credentials, DockerConfigDir, Registry};
 
 /// The statically linked busybox copied into every image, so containers really run.
@@ -24,6 +26,7 @@ pub struct TestImage {
     digest: Option<String>,
     ids: Vec<String>,
     docker_config: Option<DockerConfigDir>,
+    credentials: Option<Credentials>,
 }
 
 impl TestImage {
@@ -57,6 +60,7 @@ impl TestImage {
             reference,
             digest: None,
             docker_config: Some(docker_config),
+            credentials: credentials.cloned(),
         };
         image.digest = Some(image.push());
         image
@@ -71,6 +75,7 @@ impl TestImage {
             reference,
             digest: None,
             docker_config: None,
+            credentials: None,
         }
     }
 
@@ -88,6 +93,129 @@ impl TestImage {
         self.ids.push(import(&self.reference));
         self.digest = Some(self.push());
         self.digest()
+    }
+
+    /// Pushes the manifest of the last push again to `repository:tag` on the same
+    /// registry, re-serialised with indentation, and returns its digest. Config and
+    /// layers are unchanged, so the tag gets a new manifest digest for the same image,
+    /// as when another tool pushes it. The engine records that digest only after
+    /// [`TestImage::pull`].
+    pub fn push_reserialised(&self, repository: &str, tag: &str) -> String {
+        let dir = temp_dir("manifest");
+        let source = format!(
+            "docker://{}/{}@{}",
+            self.host(),
+            self.repository(),
+            self.digest()
+        );
+        self.skopeo_copy(&source, &format!("dir:{}", dir.path().display()), &[]);
+
+        let manifest_path = dir.path().join("manifest.json");
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&manifest_path).expect("skopeo wrote manifest.json"),
+        )
+        .expect("the manifest is JSON");
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("JSON values serialize");
+        std::fs::write(&manifest_path, &bytes).expect("failed to rewrite manifest.json");
+
+        let destination = format!("docker://{}/{repository}:{tag}", self.host());
+        let source = format!("dir:{}", dir.path().display());
+        self.skopeo_copy(&source, &destination, &["--preserve-digests"]);
+        sha256_digest(&bytes)
+    }
+
+    /// Points `repository:tag` on the image's registry at the manifest `digest` of
+    /// `repository`, which the registry must already have.
+    pub fn tag_in_registry(&self, repository: &str, digest: &str, tag: &str) {
+        let source = format!("docker://{}/{repository}@{digest}", self.host());
+        let destination = format!("docker://{}/{repository}:{tag}", self.host());
+        self.skopeo_copy(&source, &destination, &["--preserve-digests"]);
+    }
+
+    /// Copies the manifest and layers of the last push to the same repository and tag
+    /// on `host`, a registry without auth, keeping the digest, as a mirror or a CDN
+    /// serves them.
+    pub fn mirror_to(&self, host: &str) {
+        let source = format!(
+            "docker://{}/{}@{}",
+            self.host(),
+            self.repository(),
+            self.digest()
+        );
+        let tag = self
+            .reference
+            .rsplit_once(':')
+            .map_or("latest", |(_, tag)| tag);
+        let destination = format!("docker://{host}/{}:{tag}", self.repository());
+        self.skopeo_copy(&source, &destination, &["--preserve-digests"]);
+    }
+
+    /// Pushes the image again under its reference as an OCI manifest (`skopeo copy
+    /// --format oci`) and pulls it, so the engine has an image pulled from an OCI
+    /// manifest. skopeo rewrites the config, so the image ID changes too. Returns the
+    /// new manifest digest.
+    pub fn convert_to_oci(&mut self) -> &str {
+        let reference = format!("docker://{}", self.reference);
+        let digest_file = temp_dir("digest");
+        let digest_path = digest_file.path().join("digest");
+        let digest_arg = format!("--digestfile={}", digest_path.display());
+        self.skopeo_copy(&reference, &reference, &["--format=oci", &digest_arg]);
+        let digest = std::fs::read_to_string(&digest_path).expect("skopeo wrote the digest");
+        self.digest = Some(digest.trim().to_owned());
+        self.pull(&self.reference.clone());
+        self.digest()
+    }
+
+    /// Runs `docker pull REFERENCE` with the image's registry credentials and keeps the
+    /// pulled image ID for removal on `Drop`. Returns the ID.
+    pub fn pull(&mut self, reference: &str) -> String {
+        let config = self
+            .docker_config
+            .as_ref()
+            .expect("pulled images have a config dir");
+        run(docker()
+            .arg("--config")
+            .arg(config.path())
+            .args(["pull", "--quiet", reference]));
+        let id = run(docker().args(["image", "inspect", "--format", "{{.Id}}", reference]));
+        let id = id.trim().to_owned();
+        if !self.ids.contains(&id) {
+            self.ids.push(id.clone());
+        }
+        id
+    }
+
+    /// Returns `HOST[:PORT]` of the reference.
+    pub fn host(&self) -> &str {
+        self.reference.split_once('/').map_or("", |(host, _)| host)
+    }
+
+    /// Returns the repository of the reference, without host and tag.
+    pub fn repository(&self) -> &str {
+        let without_host = self
+            .reference
+            .split_once('/')
+            .map_or(&*self.reference, |(_, rest)| rest);
+        without_host
+            .rsplit_once(':')
+            .map_or(without_host, |(repository, _)| repository)
+    }
+
+    fn skopeo_copy(&self, source: &str, destination: &str, options: &[&str]) {
+        let mut command = Command::new("skopeo");
+        command
+            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
+            .args(options);
+        if let Some(credentials) = &self.credentials {
+            let pair = format!("{}:{}", credentials.username, credentials.password);
+            if source.contains(self.host()) {
+                command.arg("--src-creds").arg(&pair);
+            }
+            if destination.contains(self.host()) {
+                command.arg("--dest-creds").arg(&pair);
+            }
+        }
+        run(command.arg(source).arg(destination));
     }
 
     /// Returns `HOST/REPOSITORY:TAG`, or `NAME:latest` for a local image.

@@ -73,12 +73,15 @@ impl Blob {
     }
 }
 
-/// One platform's image: a unique layer, its config and its manifest.
+/// One platform's image: a unique layer, its config and its manifest. An attestation
+/// has the platform `unknown/unknown` and names the image manifest it describes.
 pub(crate) struct PlatformImage {
     /// `OS/ARCHITECTURE` or `OS/ARCHITECTURE/VARIANT`, such as `linux/arm64/v8`.
     pub(crate) platform: String,
     pub(crate) manifest: Blob,
     blobs: Vec<Blob>,
+    /// For an attestation, the digest of the image manifest it describes.
+    pub(crate) attests: Option<String>,
 }
 
 /// Shows the platform and the manifest digest, not the blobs.
@@ -122,21 +125,73 @@ impl PlatformImage {
             platform: platform.to_owned(),
             manifest: Blob::new(to_bytes(&manifest)),
             blobs: vec![layer, config],
+            attests: None,
+        }
+    }
+
+    /// Builds an attestation manifest for `image` as BuildKit writes them: an OCI
+    /// manifest whose one layer is an in-toto statement of unique content about the
+    /// image, listed in the index with platform `unknown/unknown`.
+    pub(crate) fn attestation(image: &PlatformImage) -> Self {
+        let statement = json!({
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{ "name": image.platform, "digest": { "sha256":
+                image.manifest.digest.trim_start_matches("sha256:") } }],
+            "predicate": { "buildType": unique_name("build") },
+        });
+        let layer = Blob::new(to_bytes(&statement));
+        let config = json!({
+            "architecture": "unknown",
+            "os": "unknown",
+            "config": {},
+            "rootfs": { "type": "layers", "diff_ids": [layer.digest] },
+        });
+        let config = Blob::new(to_bytes(&config));
+
+        let mut layer_descriptor = descriptor("application/vnd.in-toto+json", &layer);
+        layer_descriptor["annotations"] =
+            json!({ "in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2" });
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+            "layers": [layer_descriptor],
+        });
+        Self {
+            platform: "unknown/unknown".to_owned(),
+            manifest: Blob::new(to_bytes(&manifest)),
+            blobs: vec![layer, config],
+            attests: Some(image.manifest.digest.clone()),
         }
     }
 }
 
-/// Returns the index (or manifest list) over `images`, in their order.
-pub(crate) fn build_index(images: &[PlatformImage], format: IndexFormat) -> Blob {
+/// Returns the index (or manifest list) over `images`, in their order. Attestations
+/// get BuildKit's annotations that name the kind and the image they describe.
+pub(crate) fn build_index<'a>(
+    images: impl IntoIterator<Item = &'a PlatformImage>,
+    format: IndexFormat,
+) -> Blob {
     let types = format.media_types();
     let manifests: Vec<Value> = images
-        .iter()
+        .into_iter()
         .map(|image| {
             let (os, architecture, variant) = split_platform(&image.platform);
-            let mut entry = descriptor(types.manifest, &image.manifest);
+            let media_type = match image.attests {
+                Some(_) => "application/vnd.oci.image.manifest.v1+json",
+                None => types.manifest,
+            };
+            let mut entry = descriptor(media_type, &image.manifest);
             entry["platform"] = json!({ "os": os, "architecture": architecture });
             if let Some(variant) = variant {
                 entry["platform"]["variant"] = json!(variant);
+            }
+            if let Some(subject) = &image.attests {
+                entry["annotations"] = json!({
+                    "vnd.docker.reference.digest": subject,
+                    "vnd.docker.reference.type": "attestation-manifest",
+                });
             }
             entry
         })
@@ -155,7 +210,11 @@ pub(crate) fn build_index(images: &[PlatformImage], format: IndexFormat) -> Blob
 ///
 /// skopeo 1.9 reads from an OCI image layout only tags whose descriptor has an OCI
 /// media type, so a Docker manifest list cannot be pushed from one.
-pub(crate) fn write_dir(dir: &Path, index: &Blob, images: &[PlatformImage]) {
+pub(crate) fn write_dir<'a>(
+    dir: &Path,
+    index: &Blob,
+    images: impl IntoIterator<Item = &'a PlatformImage>,
+) {
     write_file(&dir.join("version"), b"Directory Transport Version: 1.1\n");
     write_file(&dir.join("manifest.json"), &index.bytes);
     for image in images {

@@ -1,7 +1,7 @@
-//! Real parts for imgstat's tests: registries on loopback (no auth, htpasswd, token),
-//! a token server, a counting reverse proxy, single- and multi-platform images,
-//! containers on the local Docker engine, and a chromedriver for browser tests, each
-//! removed again on `Drop`.
+//! Real parts for imgstat's tests, each removed again on `Drop`: registries on loopback
+//! (no auth, htpasswd, token, HTTPS), a token server, and a counting reverse proxy with
+//! fault rules. Also single- and multi-platform images, containers on the local Docker
+//! engine, a Podman with storage of its own, and a chromedriver for browser tests.
 //!
 //! Every helper is synchronous and blocks the calling thread. The servers run on
 //! threads of their own, so they keep serving while a test blocks, whether it is a
@@ -28,6 +28,7 @@ mod image;
 mod index;
 mod index_content;
 mod names;
+mod podman;
 mod process;
 mod proxy;
 mod registry;
@@ -45,6 +46,7 @@ pub use image::TestImage;
 pub use index::TestIndex;
 pub use index_content::IndexFormat;
 pub use names::{OWNER_LABEL, unique_name};
+pub use podman::Podman;
 pub use proxy::{Fault, Proxy, ProxyStats, RecordedRequest, RequestKind};
 pub use registry::{MANIFEST_ACCEPT, Registry, RegistryBuilder};
 pub use sweep::sweep_leftovers;

@@ -37,9 +37,10 @@ enum Auth {
     },
 }
 
-/// Chooses the auth mode of a [`Registry`] before it starts.
+/// Chooses the auth mode and transport of a [`Registry`] before it starts.
 pub struct RegistryBuilder {
     auth: Auth,
+    tls: bool,
 }
 
 /// A running `docker-registry` with fresh storage. `Drop` kills it and removes its
@@ -50,6 +51,7 @@ pub struct RegistryBuilder {
 /// by [`crate::TestImage::build`]; see [`Registry::push_credentials`].
 pub struct Registry {
     host: String,
+    tls: bool,
     child: Child,
     pusher: Option<Credentials>,
     token_server: Option<TokenServer>,
@@ -78,7 +80,10 @@ impl Registry {
     }
 
     pub fn builder() -> RegistryBuilder {
-        RegistryBuilder { auth: Auth::None }
+        RegistryBuilder {
+            auth: Auth::None,
+            tls: false,
+        }
     }
 
     /// Returns `127.0.0.1:PORT`, the registry part of an image reference.
@@ -86,9 +91,16 @@ impl Registry {
         &self.host
     }
 
-    /// Returns `http://127.0.0.1:PORT`.
+    /// Returns `http://127.0.0.1:PORT`, or `https://…` for a registry started with
+    /// [`RegistryBuilder::tls`].
     pub fn url(&self) -> String {
-        format!("http://{}", self.host)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host)
+    }
+
+    /// Returns whether the registry serves HTTPS only.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// Returns the URL of a manifest by tag or digest, on this registry.
@@ -153,20 +165,34 @@ impl RegistryBuilder {
         self
     }
 
+    /// Serves HTTPS only, with a self-signed certificate for `127.0.0.1` and
+    /// `localhost` made with `openssl`. Docker, skopeo and clients that skip
+    /// verification for loopback registries reach it; plain HTTP gets 400.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Starts the registry and waits until `GET /v2/` returns. Panics with the
     /// registry's log when it does not start.
     pub fn start(self) -> Registry {
         let dir = temp_dir("registry");
         let (auth_config, pusher, token_server) = prepare_auth(self.auth, dir.path());
+        let tls_config = if self.tls {
+            write_certificate(dir.path())
+        } else {
+            String::new()
+        };
 
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            let config_path = write_config(dir.path(), port, &auth_config);
+            let config_path = write_config(dir.path(), port, &tls_config, &auth_config);
             let mut child = spawn_registry(&config_path, dir.path());
-            match wait_until_ready(&mut child, port, dir.path()) {
+            match wait_until_ready(&mut child, port, self.tls, dir.path()) {
                 Ok(()) => {
                     return Registry {
                         host: format!("127.0.0.1:{port}"),
+                        tls: self.tls,
                         child,
                         pusher,
                         token_server,
@@ -228,7 +254,29 @@ fn write_htpasswd(dir: &Path, users: &[Credentials]) -> PathBuf {
     path
 }
 
-fn write_config(dir: &Path, port: u16, auth_config: &str) -> PathBuf {
+/// Writes a self-signed certificate and its key and returns the `tls:` lines of the
+/// `http:` section.
+fn write_certificate(dir: &Path) -> String {
+    let key = dir.join("tls.key");
+    let certificate = dir.join("tls.crt");
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&certificate));
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        certificate.display(),
+        key.display()
+    )
+}
+
+fn write_config(dir: &Path, port: u16, tls_config: &str, auth_config: &str) -> PathBuf {
     let storage = dir.join("storage");
     let secret = format!("{:032x}", fastrand::u128(..));
     let config = format!(
@@ -247,7 +295,7 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: {secret}
-health:
+{tls_config}health:
   storagedriver:
     enabled: false
 {auth_config}",
@@ -294,9 +342,20 @@ enum StartFailure {
 }
 
 /// Waits until this registry process logs that it listens on `port` and `GET /v2/`
-/// returns 200 or 401. Checking the log first makes sure that the registry responding
-/// is this one and not another process that took the port.
-fn wait_until_ready(child: &mut Child, port: u16, dir: &Path) -> Result<(), StartFailure> {
+/// returns 200 or 401, or for a TLS registry the 400 that Go's server sends to plain
+/// HTTP. Checking the log first makes sure that the registry responding is this one
+/// and not another process that took the port.
+fn wait_until_ready(
+    child: &mut Child,
+    port: u16,
+    tls: bool,
+    dir: &Path,
+) -> Result<(), StartFailure> {
+    let ready = |status| match status {
+        Some(200 | 401) => !tls,
+        Some(400) => tls,
+        _ => false,
+    };
     let listening = format!("listening on 127.0.0.1:{port}");
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
@@ -309,7 +368,7 @@ fn wait_until_ready(child: &mut Child, port: u16, dir: &Path) -> Result<(), Star
                 format!("docker-registry exited with {status} during start; its log:\n{log}");
             return Err(StartFailure::Other(message));
         }
-        if log.contains(&listening) && matches!(ping(port), Some(200 | 401)) {
+        if log.contains(&listening) && ready(ping(port)) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -336,5 +395,8 @@ fn ping(port: u16) -> Option<u16> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     let status_line = std::str::from_utf8(&head).ok()?;
-    status_line.strip_prefix("HTTP/1.1 ")?.trim().parse().ok()
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| status_line.strip_prefix("HTTP/1.0 "))?;
+    status.trim().parse().ok()
 }

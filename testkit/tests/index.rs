@@ -147,3 +147,36 @@ async fn index_push_to_token_registry() {
             .any(|request| request.granted.iter().any(|scope| scope.contains("push")))
     );
 }
+
+#[tokio::test]
+async fn attested_index_lists_attestations_first() {
+    let registry = Registry::start();
+    let mut index = TestIndex::push_attested(&registry, "team/attested", "1.0", &PLATFORMS);
+    let old_index = index.digest().to_owned();
+    let old_attestation = index.attestation_digest("linux/amd64").to_owned();
+    let old_image = index.platform_digest("linux/amd64").to_owned();
+
+    let url = registry.manifest_url("team/attested", "1.0");
+    let listed: serde_json::Value = client()
+        .get(&url)
+        .header("Accept", imgstat_testkit::MANIFEST_ACCEPT)
+        .send()
+        .await
+        .expect("GET index")
+        .json()
+        .await
+        .expect("the index is JSON");
+    index.push_new_attestations();
+
+    let entries = listed["manifests"].as_array().expect("manifests");
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[0]["platform"]["os"], "unknown");
+    assert_eq!(
+        entries[0]["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    assert_eq!(entries[2]["platform"]["architecture"], "amd64");
+    assert_ne!(index.digest(), old_index);
+    assert_ne!(index.attestation_digest("linux/amd64"), old_attestation);
+    assert_eq!(index.platform_digest("linux/amd64"), old_image);
+}

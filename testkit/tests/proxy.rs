@@ -289,3 +289,52 @@ fn proxy_stops_on_drop() {
 
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[tokio::test]
+async fn redirect_rule_keeps_path_and_query() {
+    let registry = Registry::start();
+    let proxy = Proxy::in_front_of(&registry);
+    let target = Proxy::in_front_of(&registry);
+    proxy.add_fault(Fault::redirect(307, target.url()).kind(RequestKind::Manifest));
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client");
+
+    let response = no_redirects
+        .get(format!("{}/v2/team/web/manifests/1.0?x=1", proxy.url()))
+        .send()
+        .await
+        .expect("GET manifest");
+
+    assert_eq!(response.status(), 307);
+    let expected = format!("{}/v2/team/web/manifests/1.0?x=1", target.url());
+    assert_eq!(header(&response, "Location"), Some(expected.as_str()));
+    assert_eq!(target.stats().total(), 0);
+}
+
+#[tokio::test]
+async fn drop_header_rule_forwards_without_header() {
+    let registry = Registry::start();
+    let image = TestImage::build(&registry, "team/web", "1.0");
+    let proxy = Proxy::in_front_of(&registry);
+    proxy.add_fault(Fault::drop_response_header("Docker-Content-Digest").method(Method::HEAD));
+
+    let stripped = head_manifest(&client(), &proxy.url(), "team/web", "1.0", None).await;
+    let manifest_url = format!("{}/v2/team/web/manifests/1.0", proxy.url());
+    let fetched = client()
+        .get(&manifest_url)
+        .header("Accept", imgstat_testkit::MANIFEST_ACCEPT)
+        .send()
+        .await
+        .expect("GET manifest");
+
+    assert_eq!(stripped.status(), 200);
+    assert_eq!(header(&stripped, "Docker-Content-Digest"), None);
+    assert!(header(&stripped, "Content-Type").is_some());
+    assert_eq!(
+        header(&fetched, "Docker-Content-Digest"),
+        Some(image.digest())
+    );
+}

@@ -241,3 +241,30 @@ fn registries_get_distinct_ports() {
     hosts.dedup();
     assert_eq!(hosts.len(), 3);
 }
+
+#[tokio::test]
+async fn tls_registry_serves_https_only() {
+    let registry = Registry::builder().tls().start();
+    let image = TestImage::build(&registry, "team/web", "1.0");
+
+    // skopeo reaches the registry over HTTPS without verifying its certificate.
+    let inspected = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{}/team/web:1.0", registry.host()))
+        .output()
+        .expect("failed to run skopeo inspect");
+    let plain = client()
+        .get(format!("http://{}/v2/", registry.host()))
+        .send()
+        .await
+        .expect("GET /v2/ over plain HTTP");
+
+    assert!(registry.is_tls());
+    assert!(registry.url().starts_with("https://"));
+    assert!(inspected.status.success(), "{inspected:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&inspected.stdout).trim(),
+        image.digest()
+    );
+    assert_eq!(plain.status(), 400);
+}

@@ -17,7 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::{Fault, InFlight, ProxyState, RecordedRequest, RequestKind};
+use super::fault::Action;
+use super::{InFlight, ProxyState, RecordedRequest, RequestKind};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -78,8 +79,22 @@ async fn handle(
         tokio::time::sleep(latency).await;
     }
 
-    let response = match state.take_fault(&method, kind, &path) {
-        Some(fault) => fault_response(&fault),
+    let fault = state.take_fault(&method, kind, &path, &received_headers);
+    let response = match fault.map(|fault| fault.action) {
+        Some(Action::Respond {
+            status,
+            headers,
+            body,
+        }) => canned_response(status, &headers, body),
+        Some(Action::Redirect { status, base }) => {
+            let location = format!("{base}{path_and_query}");
+            canned_response(status, &[("Location".to_owned(), location)], String::new())
+        }
+        Some(Action::DropResponseHeader(name)) => {
+            let mut response = forward(&state, request, &path_and_query).await;
+            response.headers_mut().remove(name.as_str());
+            response
+        }
         None => forward(&state, request, &path_and_query).await,
     };
 
@@ -142,10 +157,14 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn fault_response(fault: &Fault) -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(fault.body.clone()));
-    *response.status_mut() = fault.status;
-    for (name, value) in &fault.headers {
+fn canned_response(
+    status: StatusCode,
+    headers: &[(String, String)],
+    body: String,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    for (name, value) in headers {
         // Fault headers come from the test, so an invalid one is a bug in the test.
         let name = HeaderName::from_bytes(name.as_bytes())
             .unwrap_or_else(|_| panic!("invalid header name in a proxy fault: {name:?}"));

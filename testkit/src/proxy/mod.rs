@@ -1,6 +1,7 @@
 //! An HTTP/1.1 reverse proxy on a free loopback port that counts what passes through,
-//! can delay every request, and can return a status of the test's choice for matching
-//! requests in place of forwarding them.
+//! can delay every request, and can respond to matching requests in place of the upstream
+//! (a status of the test's choice, a redirect) or strip a header from the upstream's
+//! response.
 
 mod fault;
 mod forward;
@@ -217,8 +218,14 @@ impl ProxyState {
         InFlight(Arc::clone(self))
     }
 
-    fn take_fault(&self, method: &Method, kind: RequestKind, path: &str) -> Option<Fault> {
-        fault::take_match(&mut lock(&self.faults), method, kind, path)
+    fn take_fault(
+        &self,
+        method: &Method,
+        kind: RequestKind,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<Fault> {
+        fault::take_match(&mut lock(&self.faults), method, kind, path, headers)
     }
 
     fn record(&self, request: RecordedRequest) {
