@@ -222,9 +222,15 @@ impl Browser {
         serde_json::from_value(value).unwrap()
     }
 
-    async fn chip_count(&self, filter: &str) -> String {
-        self.text(&format!("[data-filter=\"{filter}\"] .chip-count"))
-            .await
+    /// Waits until the summary counts `count` rows of `filter`. The summary is drawn after
+    /// the rows, so it may lag a badge briefly.
+    async fn wait_for_chip_count(&self, filter: &str, count: &str) {
+        let script = format!(
+            "return document.querySelector('[data-filter=\"{filter}\"] .chip-count')\
+             .textContent === '{count}';"
+        );
+        self.wait_until(&format!("the {filter} count to be {count}"), &script)
+            .await;
     }
 
     async fn session_token(&self) -> Value {
@@ -304,7 +310,6 @@ async fn dashboard_shows_statuses_and_rechecks() {
     proxy.set_latency(Duration::from_millis(1000));
     browser.log_in("admin", ADMIN_PASSWORD).await;
     browser.wait_for_status(on_api.name(), "processing").await;
-    // The summary is drawn after the row, so the count may lag the badge briefly.
     browser
         .wait_until(
             "a processing row to be counted",
@@ -336,7 +341,7 @@ async fn dashboard_shows_statuses_and_rechecks() {
         ("processing", "0"),
         ("preparing", "0"),
     ] {
-        assert_eq!(browser.chip_count(filter).await, count, "{filter} count");
+        browser.wait_for_chip_count(filter, count).await;
     }
     let environment = browser.text("section.environment h2").await;
     assert_eq!(environment, "local");
@@ -459,7 +464,7 @@ async fn dashboard_shows_statuses_and_rechecks() {
         .await
         .unwrap();
     browser.wait_for_status(on_worker.name(), "outdated").await;
-    assert_eq!(browser.chip_count("outdated").await, "3");
+    browser.wait_for_chip_count("outdated", "3").await;
 
     browser.click("#logout").await;
     browser.find("#login-form").await;
@@ -508,7 +513,7 @@ async fn user_never_sees_environment_without_access() {
     let page = browser.client.source().await.unwrap();
     assert!(!page.contains("production"), "{page}");
     assert!(!page.contains(secret.name()), "{page}");
-    assert_eq!(browser.chip_count("all").await, "0");
+    browser.wait_for_chip_count("all", "0").await;
 
     // The viewer's token cannot list the other environment either.
     let token = browser.session_token().await;
