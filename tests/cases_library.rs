@@ -138,7 +138,7 @@ async fn redirect_outside_allow_list_refused() {
     let container = TestContainer::create(image.reference(), "redirected");
     let engine = engine().await;
     let config = RegistryConfig {
-        outbound: OutboundPolicy::allowing([origin.host()]),
+        outbound: OutboundPolicy::allowing([origin.host().parse().unwrap()]),
         ..RegistryConfig::default()
     };
     let checker = checker(config);

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
+use super::policy::RefusedAddresses;
 use super::{RegistryClient, RegistryError, RegistryState};
 
 /// A request to a registry or its token realm.
@@ -204,7 +205,19 @@ impl RegistryClient {
     }
 }
 
+/// Maps a failed send or read to [`RegistryError::Unreachable`], or to
+/// [`RegistryError::Refused`] when the policy's resolver refused every address.
 fn unreachable(registry: &RegistryState, error: reqwest::Error) -> RegistryError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(current) = cause {
+        if let Some(refused) = current.downcast_ref::<RefusedAddresses>() {
+            return RegistryError::Refused {
+                registry: registry.name.clone(),
+                detail: refused.to_string(),
+            };
+        }
+        cause = current.source();
+    }
     RegistryError::Unreachable {
         registry: registry.name.clone(),
         source: error.without_url().into(),

@@ -33,7 +33,7 @@ pub use error::RegistryError;
 use exchange::{Outbound, RequestKind, status_error};
 use learn::Endpoint;
 pub use options::{CaCertError, RegistryOptions, RegistryOptionsSource};
-pub use policy::OutboundPolicy;
+pub use policy::{AllowEntry, InvalidAllowEntry, OutboundPolicy};
 pub use stats::RegistryStats;
 
 /// Every manifest media type imgstat understands, sent in `Accept` on every manifest
@@ -56,6 +56,8 @@ pub struct RegistryConfig {
     pub connect_timeout: Duration,
     /// Largest response body read.
     pub max_body_bytes: usize,
+    /// Header fields accepted in one HTTP/1 response; a response with more fails.
+    pub max_response_headers: usize,
     /// Redirects followed for one request.
     pub max_redirects: usize,
     /// Repository scopes asked for in one token request.
@@ -65,7 +67,8 @@ pub struct RegistryConfig {
     /// Registries (`host[:port]`) that may be reached over plain HTTP or unverified TLS,
     /// besides loopback ones. Redirect targets follow the same rule.
     pub insecure_registries: Vec<String>,
-    /// Hosts and addresses requests may reach, checked on every redirect too.
+    /// Hosts and addresses requests may reach, checked on every URL, redirect targets and
+    /// token realms included, and on every address a host name resolves to.
     pub outbound: OutboundPolicy,
 }
 
@@ -76,6 +79,7 @@ impl Default for RegistryConfig {
             request_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             max_body_bytes: 4 * 1024 * 1024,
+            max_response_headers: 100,
             max_redirects: 5,
             scopes_per_token: 32,
             unreachable_ttl: Duration::from_secs(10),
@@ -146,7 +150,7 @@ impl RegistryClient {
         config: RegistryConfig,
         credentials: Arc<dyn CredentialSource>,
     ) -> Result<Self, reqwest::Error> {
-        let builder = || options::client_builder(config.connect_timeout, config.max_in_flight);
+        let builder = || options::client_builder(&config);
         Ok(Self {
             verified: builder().build()?,
             unverified: builder().tls_danger_accept_invalid_certs(true).build()?,
@@ -238,8 +242,7 @@ impl RegistryClient {
         let Some(pem) = ca_certs_pem else {
             return shared.clone();
         };
-        let builder =
-            options::client_builder(self.config.connect_timeout, self.config.max_in_flight);
+        let builder = options::client_builder(&self.config);
         match options::client_with_ca_certs(builder, name, pem, insecure) {
             Ok(client) => client,
             Err(error) => {

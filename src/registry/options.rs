@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::RegistryConfig;
+
 /// Connection options of one registry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RegistryOptions {
@@ -23,20 +25,29 @@ pub trait RegistryOptionsSource: Send + Sync {
     fn options(&self, registry: &str) -> RegistryOptions;
 }
 
-/// Builds the HTTP client every registry request goes through, with the shared limits.
-pub(crate) fn client_builder(
-    connect_timeout: Duration,
-    max_idle_per_host: usize,
-) -> reqwest::ClientBuilder {
+/// Maximum size of the header list of an HTTP/2 response, in bytes as HTTP/2 counts them
+/// (names, values and 32 bytes per field). Registry responses carry a few hundred bytes,
+/// and a redirect to signed storage URLs a few kilobytes.
+const MAX_HTTP2_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// Builds the HTTP client every registry request goes through, with the shared limits and
+/// the outbound policy's resolver.
+///
+/// NOTE: reqwest 0.13 has no setting for the size of an HTTP/1 response head. hyper 1.x
+/// rejects a head that outgrows its read buffer (8 KiB plus 400 KiB), and the request
+/// timeout ends a head that grows slowly.
+pub(crate) fn client_builder(config: &RegistryConfig) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("imgstat/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(max_idle_per_host)
+        .connect_timeout(config.connect_timeout)
+        .pool_max_idle_per_host(config.max_in_flight)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
-        .dns_resolver(super::policy::CheckedResolver)
+        .http1_max_headers(config.max_response_headers)
+        .http2_max_header_list_size(MAX_HTTP2_HEADER_LIST_BYTES)
+        .dns_resolver(super::policy::CheckedResolver::new(config.outbound.clone()))
 }
 
 /// Failure to build a client that trusts a registry's CA certificates.
@@ -198,7 +209,7 @@ mod tests {
     }
 
     fn builder() -> reqwest::ClientBuilder {
-        client_builder(Duration::from_secs(5), 1)
+        client_builder(&RegistryConfig::default())
     }
 
     #[tokio::test]

@@ -1,9 +1,25 @@
 //! The outbound policy: which hosts and addresses registry requests may reach. Every URL
-//! is checked before a request goes to it, redirect targets included, and every address
-//! a host name resolves to is checked before a connection is made.
+//! is checked before a request goes to it, redirect targets and token realms included,
+//! and every address a host name resolves to is checked before a connection is made.
+//!
+//! Two rules combine:
+//!
+//! - Link-local addresses (169.254.0.0/16 and fe80::/10, where most clouds serve instance
+//!   metadata) and the other cloud metadata addresses are always refused, also when an
+//!   IPv6 address embeds them. No allow-list entry reopens them.
+//! - An allow-list, when given, admits nothing else. A host entry (`host` or `host:port`)
+//!   admits URLs with that host, on any port or on that port, whatever the name resolves
+//!   to. A host name that some host entry names is refused on the ports no entry gives.
+//!   A network entry (CIDR) admits IP literals inside it. It also admits a host name that
+//!   no host entry names, and then connections go only to the resolved addresses inside
+//!   an allowed network.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
 
+use ipnet::IpNet;
 use url::{Host, Url};
 
 /// Addresses of cloud metadata services outside the link-local ranges: Alibaba Cloud's
@@ -14,173 +30,366 @@ const METADATA_ADDRESSES: [IpAddr; 2] = [
     IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
 ];
 
-/// The hosts and addresses that outbound registry requests may reach.
-///
-/// Link-local addresses (169.254.0.0/16 and fe80::/10, where most clouds serve instance
-/// metadata) and the other metadata addresses are always refused. An allow-list narrows
-/// the policy further to the hosts it names.
+/// The first 96 bits of the NAT64 well-known prefix 64:ff9b::/96 (RFC 6052). A NAT64
+/// gateway connects to the IPv4 address in the last 32 bits.
+const NAT64_PREFIX: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
+
+/// One entry of an allow-list, as written after `--registry-allow`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowEntry {
+    /// `host` or `host:port` (`[fd00::1]:5000` for IPv6): URLs with that host, on any
+    /// port or on that port. The port of a URL without one is its scheme's default.
+    Host { host: Host<String>, port: Option<u16> },
+    /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), on any port.
+    Network(IpNet),
+}
+
+impl AllowEntry {
+    /// Whether this is a host entry for `host` and `port`.
+    fn matches(&self, host: &Host<&str>, port: Option<u16>) -> bool {
+        let AllowEntry::Host {
+            host: listed,
+            port: listed_port,
+        } = self
+        else {
+            return false;
+        };
+        let same_host = match (listed, host) {
+            (Host::Domain(listed), Host::Domain(name)) => listed == name,
+            (Host::Ipv4(listed), Host::Ipv4(address)) => listed == address,
+            (Host::Ipv6(listed), Host::Ipv6(address)) => listed == address,
+            _ => false,
+        };
+        same_host && listed_port.is_none_or(|listed| Some(listed) == port)
+    }
+
+    /// Whether this is a host entry for the host name `name`, whatever its port.
+    fn names(&self, name: &str) -> bool {
+        matches!(self, AllowEntry::Host { host: Host::Domain(listed), .. } if listed == name)
+    }
+
+    /// Whether this is a network entry that contains `address`. An IPv4-mapped IPv6
+    /// address counts as its IPv4 address.
+    fn contains(&self, address: IpAddr) -> bool {
+        matches!(self, AllowEntry::Network(network) if network.contains(&address.to_canonical()))
+    }
+
+    fn is_network(&self) -> bool {
+        matches!(self, AllowEntry::Network(_))
+    }
+}
+
+impl fmt::Display for AllowEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowEntry::Host {
+                host,
+                port: Some(port),
+            } => write!(f, "{host}:{port}"),
+            AllowEntry::Host { host, port: None } => write!(f, "{host}"),
+            AllowEntry::Network(network) => write!(f, "{network}"),
+        }
+    }
+}
+
+/// An allow-list entry that is neither `HOST[:PORT]` nor a CIDR. The message gives the
+/// reason only, because clap's message around it already names the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct InvalidAllowEntry {
+    pub entry: String,
+    pub reason: String,
+}
+
+impl FromStr for AllowEntry {
+    type Err = InvalidAllowEntry;
+
+    /// Parses `HOST`, `HOST:PORT`, `[IPV6]`, `[IPV6]:PORT`, a bare IPv6 address, or a
+    /// CIDR. Surrounding whitespace is ignored, so `a, b` in a variable works.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let entry = text.trim();
+        let invalid = |reason: String| InvalidAllowEntry {
+            entry: entry.to_owned(),
+            reason,
+        };
+        if entry.is_empty() {
+            return Err(invalid("the entry is empty".to_owned()));
+        }
+        if entry.contains("://") {
+            return Err(invalid(
+                "a URL is not an entry: give its HOST[:PORT] without the scheme".to_owned(),
+            ));
+        }
+
+        if let Some((address, _)) = entry.split_once('/') {
+            if address.parse::<IpAddr>().is_err() {
+                return Err(invalid(
+                    "only a CIDR contains a slash: give HOST[:PORT] without a path, or a \
+                     network such as 10.0.0.0/8"
+                        .to_owned(),
+                ));
+            }
+            let network: IpNet = entry.parse().map_err(|_| {
+                invalid(
+                    "invalid CIDR: the prefix length must be 0 to 32 for IPv4 and 0 to 128 \
+                     for IPv6"
+                        .to_owned(),
+                )
+            })?;
+            return Ok(AllowEntry::Network(network.trunc()));
+        }
+
+        if let Ok(address) = entry.parse::<Ipv6Addr>() {
+            return Ok(AllowEntry::Host {
+                host: Host::Ipv6(address),
+                port: None,
+            });
+        }
+        let (host, port) = split_port(entry).map_err(invalid)?;
+        let host =
+            Host::parse(host).map_err(|e| invalid(format!("invalid host {host:?}: {e}")))?;
+        Ok(AllowEntry::Host { host, port })
+    }
+}
+
+/// Splits `host[:port]` or `[ipv6][:port]` into the host, brackets kept, and the port.
+fn split_port(entry: &str) -> Result<(&str, Option<u16>), String> {
+    let (host, port) = if entry.starts_with('[') {
+        let Some(end) = entry.find(']') else {
+            return Err("missing ] after the IPv6 address".to_owned());
+        };
+        let (host, rest) = entry.split_at(end + 1);
+        if rest.is_empty() {
+            return Ok((host, None));
+        }
+        let Some(port) = rest.strip_prefix(':') else {
+            return Err(format!(
+                "unexpected {rest:?} after the IPv6 address: expected :PORT"
+            ));
+        };
+        (host, port)
+    } else {
+        match entry.rsplit_once(':') {
+            None => return Ok((entry, None)),
+            Some((host, _)) if host.contains(':') => {
+                return Err(
+                    "an IPv6 address with a port needs brackets, as in [fd00::1]:5000".to_owned(),
+                );
+            }
+            Some(pair) => pair,
+        }
+    };
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 => Ok((host, Some(port))),
+        _ => Err(format!(
+            "invalid port {port:?}: expected a number from 1 to 65535"
+        )),
+    }
+}
+
+/// The hosts and addresses that outbound registry requests may reach: the fixed refusal
+/// of link-local and metadata addresses, and an optional allow-list (see the module
+/// documentation for how its entries combine).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutboundPolicy {
-    /// `host` or `host:port` entries; `None` allows every host that is not refused.
-    allowed_hosts: Option<Vec<String>>,
+    /// `None` admits every host and address the fixed refusals leave.
+    allow_list: Option<Vec<AllowEntry>>,
 }
 
 impl OutboundPolicy {
-    /// A policy that reaches only `hosts`, each written as in an image reference:
-    /// `host` for any port, or `host:port` (`[::1]:5000` for IPv6). Registries, their
-    /// token realms and redirect targets all need an entry.
-    pub fn allowing(hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    /// Creates a policy that admits only what `entries` name, and nothing when there are
+    /// no entries. Registries, their token realms and redirect targets all need an entry.
+    pub fn allowing(entries: impl IntoIterator<Item = AllowEntry>) -> Self {
         Self {
-            allowed_hosts: Some(hosts.into_iter().map(Into::into).collect()),
+            allow_list: Some(entries.into_iter().collect()),
         }
     }
 
-    /// Checks a URL before a request is sent to it. The error gives the reason for a refusal.
-    pub(crate) fn check_url(&self, url: &Url) -> Result<(), String> {
-        let host = match url.host() {
-            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(Host::Domain(_)) => None,
-            None => return Err(format!("{url} has no host")),
-        };
-        if let Some(ip) = host {
-            check_address(ip)?;
+    /// Creates the policy of `--registry-allow`: an allow-list of `entries`, or no
+    /// allow-list when there are none.
+    pub fn from_allow_list(entries: Vec<AllowEntry>) -> Self {
+        if entries.is_empty() {
+            Self::default()
+        } else {
+            Self::allowing(entries)
         }
+    }
 
-        let Some(allowed) = &self.allowed_hosts else {
+    /// The allow-list, `None` when every host and address but the refused ones is allowed.
+    pub fn allow_list(&self) -> Option<&[AllowEntry]> {
+        self.allow_list.as_deref()
+    }
+
+    /// Checks a URL before a request is sent to it. A host name passes when a host entry
+    /// admits it, or when only its resolved addresses can decide, which
+    /// [`check_resolved`](Self::check_resolved) then does. The error gives the reason.
+    pub(crate) fn check_url(&self, url: &Url) -> Result<(), String> {
+        let Some(host) = url.host() else {
+            return Err(format!("{url} has no host"));
+        };
+        let address = ip_address(&host);
+        if let Some(address) = address {
+            check_address(address)?;
+        }
+        let Some(entries) = &self.allow_list else {
             return Ok(());
         };
-        let host = url.host_str().unwrap_or_default();
-        let with_port = url
-            .port_or_known_default()
-            .map(|port| format!("{host}:{port}"));
-        let listed = allowed
-            .iter()
-            .any(|entry| entry == host || Some(entry) == with_port.as_ref());
-        if listed {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} is not allowed by the outbound policy, which allows only {}",
-                with_port.as_deref().unwrap_or(host),
-                allowed.join(", ")
-            ))
+
+        let port = url.port_or_known_default();
+        if entries.iter().any(|entry| entry.matches(&host, port)) {
+            return Ok(());
         }
+        let admitted = match (&host, address) {
+            (_, Some(address)) => entries.iter().any(|entry| entry.contains(address)),
+            // A listed name keeps to the ports of its entries. An unlisted name may
+            // still resolve to an allowed network.
+            (Host::Domain(name), None) => {
+                !entries.iter().any(|entry| entry.names(name))
+                    && entries.iter().any(AllowEntry::is_network)
+            }
+            _ => false,
+        };
+        if admitted {
+            return Ok(());
+        }
+        let target = match port {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        Err(not_allowed(&target, entries))
+    }
+
+    /// Checks an address that the host name `name` resolved to, before a connection is
+    /// made to it. A host entry for `name` admits every address but the refused ones;
+    /// otherwise the address must lie in an allowed network.
+    pub(crate) fn check_resolved(&self, name: &str, address: IpAddr) -> Result<(), String> {
+        check_address(address)?;
+        let Some(entries) = &self.allow_list else {
+            return Ok(());
+        };
+        if entries
+            .iter()
+            .any(|entry| entry.names(name) || entry.contains(address))
+        {
+            return Ok(());
+        }
+        Err(not_allowed(&address.to_string(), entries))
     }
 }
 
-/// Checks one address a request would connect to. The error gives the reason for a refusal.
+fn not_allowed(target: &str, entries: &[AllowEntry]) -> String {
+    if entries.is_empty() {
+        return format!("{target} is not allowed by the outbound policy: its allow-list is empty");
+    }
+    let listed: Vec<String> = entries.iter().map(ToString::to_string).collect();
+    format!(
+        "{target} is not allowed by the outbound policy, which allows only {}",
+        listed.join(", ")
+    )
+}
+
+fn ip_address(host: &Host<&str>) -> Option<IpAddr> {
+    match host {
+        Host::Ipv4(address) => Some(IpAddr::V4(*address)),
+        Host::Ipv6(address) => Some(IpAddr::V6(*address)),
+        Host::Domain(_) => None,
+    }
+}
+
+/// Checks one address against the fixed refusals, whatever the allow-list says. The
+/// error gives the reason for a refusal.
 pub(crate) fn check_address(address: IpAddr) -> Result<(), String> {
-    let address = match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-        v4 => v4,
+    let refused = |address: IpAddr| {
+        let link_local = match address {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+        if link_local {
+            Some("a link-local address")
+        } else if METADATA_ADDRESSES.contains(&address) {
+            Some("a cloud metadata address")
+        } else {
+            None
+        }
     };
-    let link_local = match address {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_unicast_link_local(),
-    };
-    if link_local {
+
+    if let Some(kind) = refused(address) {
         return Err(format!(
-            "{address} is a link-local address, which the outbound policy refuses"
+            "{address} is {kind}, which the outbound policy refuses"
         ));
     }
-    if METADATA_ADDRESSES.contains(&address) {
+    if let IpAddr::V6(v6) = address
+        && let Some(v4) = embedded_ipv4(v6)
+        && let Some(kind) = refused(IpAddr::V4(v4))
+    {
         return Err(format!(
-            "{address} is a cloud metadata address, which the outbound policy refuses"
+            "{address} embeds {v4}, {kind}, which the outbound policy refuses"
         ));
     }
     Ok(())
 }
 
-/// A DNS resolver that drops the addresses [`check_address`] refuses, so that a host
-/// name cannot lead a request to them. A name with no other address fails to resolve.
-pub(crate) struct CheckedResolver;
+/// Returns the IPv4 address an IPv6 address carries, where a dual-stack socket, an old
+/// stack or a NAT64 gateway may connect to it: IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`, deprecated by RFC 4291) or NAT64 (`64:ff9b::a.b.c.d`).
+fn embedded_ipv4(address: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = address.to_ipv4() {
+        return Some(v4);
+    }
+    let segments = address.segments();
+    (segments[..6] == NAT64_PREFIX)
+        .then(|| Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7])))
+}
+
+/// Failure to resolve a host name to any address the policy admits.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves only to addresses the outbound policy refuses: {reason}")]
+pub(crate) struct RefusedAddresses {
+    pub host: String,
+    /// The reason the first refused address was refused.
+    pub reason: String,
+}
+
+/// A DNS resolver that keeps only the addresses the policy admits for the name, so that
+/// a DNS answer cannot lead a request past the policy. A name with no admitted address
+/// fails to resolve with [`RefusedAddresses`].
+pub(crate) struct CheckedResolver {
+    policy: Arc<OutboundPolicy>,
+}
+
+impl CheckedResolver {
+    pub(crate) fn new(policy: OutboundPolicy) -> Self {
+        Self {
+            policy: Arc::new(policy),
+        }
+    }
+}
 
 impl reqwest::dns::Resolve for CheckedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
+        let policy = Arc::clone(&self.policy);
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = resolved
-                .iter()
-                .copied()
-                .filter(|address| check_address(address.ip()).is_ok())
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let mut first_refusal = None;
+            let admitted: Vec<SocketAddr> = resolved
+                .filter(|address| match policy.check_resolved(&host, address.ip()) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        first_refusal.get_or_insert(reason);
+                        false
+                    }
+                })
                 .collect();
-            if allowed.is_empty() && !resolved.is_empty() {
-                let reason = check_address(resolved[0].ip()).unwrap_err();
-                return Err(format!("{host} resolves only to refused addresses: {reason}").into());
+            if admitted.is_empty()
+                && let Some(reason) = first_refusal
+            {
+                return Err(Box::new(RefusedAddresses { host, reason }) as _);
             }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+            Ok(Box::new(admitted.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn url(text: &str) -> Url {
-        Url::parse(text).unwrap()
-    }
-
-    #[test]
-    fn link_local_and_metadata_refused() {
-        let refused = [
-            "http://169.254.169.254/latest/meta-data/",
-            "http://169.254.0.1:5000/v2/",
-            "http://[fe80::1]/v2/",
-            "http://[::ffff:169.254.169.254]/",
-            "http://100.100.100.200/",
-            "http://[fd00:ec2::254]/",
-        ];
-        for text in refused {
-            let error = OutboundPolicy::default().check_url(&url(text)).unwrap_err();
-            assert!(error.contains("refuses"), "{text}: {error}");
-        }
-    }
-
-    #[test]
-    fn ordinary_addresses_allowed_by_default() {
-        let allowed = [
-            "https://registry-1.docker.io/v2/",
-            "http://127.0.0.1:5000/v2/",
-            "http://[::1]:5000/v2/",
-            "https://10.0.0.1/v2/",
-            "https://100.100.100.201/v2/",
-        ];
-        for text in allowed {
-            assert_eq!(
-                OutboundPolicy::default().check_url(&url(text)),
-                Ok(()),
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn allow_list_matches_host_or_host_and_port() {
-        let policy = OutboundPolicy::allowing(["registry.example.com", "127.0.0.1:5000"]);
-        let cases = [
-            ("https://registry.example.com/v2/", true),
-            ("https://registry.example.com:8443/v2/", true),
-            ("http://127.0.0.1:5000/v2/", true),
-            ("http://127.0.0.1:5001/v2/", false),
-            ("https://cdn.example.com/blob", false),
-        ];
-        for (text, expected) in cases {
-            let result = policy.check_url(&url(text));
-            assert_eq!(result.is_ok(), expected, "{text}: {result:?}");
-        }
-        let error = policy
-            .check_url(&url("http://127.0.0.1:5001/"))
-            .unwrap_err();
-        assert!(error.contains("127.0.0.1:5001 is not allowed"), "{error}");
-    }
-
-    #[test]
-    fn allow_list_never_reopens_link_local() {
-        let policy = OutboundPolicy::allowing(["169.254.169.254"]);
-        assert!(policy.check_url(&url("http://169.254.169.254/")).is_err());
-    }
-}
+mod tests;
