@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::credentials::DockerConfig;
 use crate::engine::{Engine, EngineAddress};
 use crate::output;
-use crate::registry::{RegistryClient, RegistryConfig};
+use crate::registry::{AllowEntry, OutboundPolicy, RegistryClient, RegistryConfig};
 use crate::rules::Status;
 use crate::status::{CacheConfig, Checker, ContainerReport, error_chain};
 
@@ -55,6 +55,18 @@ pub struct CheckArgs {
     )]
     pub insecure_registries: Vec<String>,
 
+    /// A host (HOST[:PORT]) or network (CIDR, such as 10.0.0.0/8) that registry requests
+    /// may reach. Repeatable, or comma-separated in the variable. When given, requests to
+    /// registries, token realms and redirect targets outside the list fail. Link-local and
+    /// cloud metadata addresses are refused whatever the list says.
+    #[arg(
+        long = "registry-allow",
+        value_name = "HOST[:PORT]|CIDR",
+        env = "IMGSTAT_REGISTRY_ALLOW",
+        value_delimiter = ','
+    )]
+    pub registry_allow: Vec<AllowEntry>,
+
     /// Requests in flight at once to one registry.
     #[arg(long, value_name = "N", default_value_t = RegistryConfig::default().max_in_flight as u64, env = "IMGSTAT_MAX_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_in_flight: u64,
@@ -92,6 +104,7 @@ async fn check(args: &CheckArgs) -> Result<Vec<ContainerReport>, String> {
         max_in_flight: args.max_in_flight as usize,
         request_timeout: Duration::from_secs(args.timeout),
         insecure_registries: args.insecure_registries.clone(),
+        outbound: OutboundPolicy::from_allow_list(args.registry_allow.clone()),
         ..RegistryConfig::default()
     };
     let registry = RegistryClient::new(registry_config, Arc::new(credentials))

@@ -29,3 +29,61 @@ pub enum Command {
     /// server first.
     RotateCredentialKey(crate::server::RotateArgs),
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    use super::*;
+    use crate::registry::OutboundPolicy;
+    use crate::server::config::ServerConfig;
+
+    /// Parses `imgstat ARGS` and returns the outbound policy each command would use.
+    fn outbound_policy(args: &[&str]) -> OutboundPolicy {
+        let cli = Cli::try_parse_from(["imgstat"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Check(check) => OutboundPolicy::from_allow_list(check.registry_allow),
+            Command::Serve(serve) => ServerConfig::try_from(serve).unwrap().registry.outbound,
+            Command::RotateCredentialKey(_) => panic!("no outbound policy"),
+        }
+    }
+
+    #[test]
+    fn registry_allow_on_check_and_serve() {
+        let expected: Vec<String> = ["registry.example.com:5000", "10.0.0.0/8", "[::1]"]
+            .map(String::from)
+            .to_vec();
+        let commands: [&[&str]; 2] = [&["check"], &["serve", "--data-dir", "/nonexistent"]];
+        for command in commands {
+            let mut args = command.to_vec();
+            args.extend([
+                "--registry-allow",
+                "registry.example.com:5000",
+                "--registry-allow",
+                "10.0.0.0/8,::1",
+            ]);
+            let policy = outbound_policy(&args);
+            let listed: Vec<String> = policy
+                .allow_list()
+                .unwrap_or_else(|| panic!("{command:?}: no allow-list"))
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(listed, expected, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_registry_allow_is_usage_error() {
+        for command in ["check", "serve"] {
+            let error =
+                Cli::try_parse_from(["imgstat", command, "--registry-allow", "10.0.0.0/33"])
+                    .unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ValueValidation, "{command}");
+            let message = error.to_string();
+            assert!(message.contains("'10.0.0.0/33'"), "{command}: {message}");
+            assert!(message.contains("prefix length"), "{command}: {message}");
+        }
+    }
+}

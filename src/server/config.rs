@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::credential_key::KeyBytes;
+use crate::registry::{AllowEntry, OutboundPolicy};
 
 /// Default lifetime of a JWT: 8 hours.
 const DEFAULT_JWT_LIFETIME_SECS: u64 = 8 * 60 * 60;
@@ -71,6 +72,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+
+    /// A host (HOST[:PORT]) or network (CIDR, such as 10.0.0.0/8) that registry requests
+    /// may reach. Repeatable, or comma-separated in the variable. When given, requests to
+    /// registries, token realms and redirect targets outside the list fail. Link-local and
+    /// cloud metadata addresses are refused whatever the list says.
+    #[arg(
+        long = "registry-allow",
+        value_name = "HOST[:PORT]|CIDR",
+        env = "IMGSTAT_REGISTRY_ALLOW",
+        value_delimiter = ','
+    )]
+    pub registry_allow: Vec<AllowEntry>,
 }
 
 /// Secret for signing JWTs; its `Debug` output never shows the value.
@@ -171,6 +184,7 @@ impl TryFrom<ServeArgs> for ServerConfig {
                 max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
                 request_timeout: Duration::from_secs(args.registry_timeout_secs),
                 insecure_registries: args.insecure_registries,
+                outbound: OutboundPolicy::from_allow_list(args.registry_allow),
                 ..crate::registry::RegistryConfig::default()
             },
         })
