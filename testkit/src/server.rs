@@ -3,14 +3,15 @@
 //! runtime the test itself uses.
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::thread::{self, JoinHandle};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// A server on a free `127.0.0.1` port. Dropping it stops the server at once: open
-/// connections are closed and requests in progress are abandoned.
+/// A server on a free loopback port, `127.0.0.1` unless given another address. Dropping
+/// it stops the server at once: open connections are closed and requests in progress are
+/// abandoned.
 pub(crate) struct ServerThread {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -18,14 +19,26 @@ pub(crate) struct ServerThread {
 }
 
 impl ServerThread {
-    /// Binds a free loopback port and runs `serve(listener)` on a new thread named `name`.
+    /// Binds a free port on 127.0.0.1 and runs `serve(listener)` on a new thread named
+    /// `name`.
     pub(crate) fn spawn<F, Fut>(name: &str, serve: F) -> Self
     where
         F: FnOnce(TcpListener) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        let listener = StdListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|error| panic!("failed to bind 127.0.0.1:0 for {name}: {error}"));
+        Self::spawn_on(IpAddr::V4(Ipv4Addr::LOCALHOST), name, serve)
+    }
+
+    /// Binds a free port on `address`, such as 127.0.0.2 or ::1, and runs
+    /// `serve(listener)` on a new thread named `name`.
+    pub(crate) fn spawn_on<F, Fut>(address: IpAddr, name: &str, serve: F) -> Self
+    where
+        F: FnOnce(TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let listener = StdListener::bind((address, 0)).unwrap_or_else(|error| {
+            panic!("failed to bind a free port on {address} for {name}: {error}")
+        });
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");

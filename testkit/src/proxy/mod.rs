@@ -7,7 +7,7 @@ mod fault;
 mod forward;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -122,8 +122,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts a proxy forwarding to `upstream`, given as `HOST:PORT`.
+    /// Starts a proxy on 127.0.0.1 forwarding to `upstream`, given as `HOST:PORT`.
     pub fn start(upstream: impl Into<String>) -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), upstream)
+    }
+
+    /// Starts a proxy on another loopback address, such as 127.0.0.2 or ::1, forwarding
+    /// to `upstream`, given as `HOST:PORT`.
+    pub fn start_on(address: IpAddr, upstream: impl Into<String>) -> Self {
         let state = Arc::new(ProxyState {
             upstream: upstream.into(),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -134,7 +140,7 @@ impl Proxy {
             in_flight: AtomicUsize::new(0),
         });
         let serving = Arc::clone(&state);
-        let server = ServerThread::spawn("imgstat-proxy", move |listener| {
+        let server = ServerThread::spawn_on(address, "imgstat-proxy", move |listener| {
             forward::serve(listener, serving)
         });
         Self { state, server }
@@ -149,12 +155,13 @@ impl Proxy {
         self.server.addr()
     }
 
-    /// Returns `127.0.0.1:PORT`, usable as the registry part of an image reference.
+    /// Returns `ADDRESS:PORT` (`127.0.0.1:PORT` unless started on another address),
+    /// usable as the registry part of an image reference.
     pub fn host(&self) -> String {
         self.addr().to_string()
     }
 
-    /// Returns `http://127.0.0.1:PORT`.
+    /// Returns `http://ADDRESS:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
     }
