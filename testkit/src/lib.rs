@@ -1,7 +1,8 @@
 //! Real parts for imgstat's tests, each removed again on `Drop`: registries on loopback
-//! (no auth, htpasswd, token, HTTPS), a token server, and a counting reverse proxy with
-//! fault rules. Also single- and multi-platform images, containers on the local Docker
-//! engine, a Podman with storage of its own, and a chromedriver for browser tests.
+//! (no auth, htpasswd, token, HTTPS), a token server, a counting reverse proxy with
+//! fault rules, and a fake registry whose responses never end. Also single- and
+//! multi-platform images, containers on the local Docker engine, a Podman with storage
+//! of its own, and a chromedriver for browser tests.
 //!
 //! Every helper is synchronous and blocks the calling thread. The servers run on
 //! threads of their own, so they keep serving while a test blocks, whether it is a
@@ -24,6 +25,7 @@ mod command;
 mod container;
 mod credentials;
 mod docker_config;
+mod endless_server;
 mod image;
 mod index;
 mod index_content;
@@ -42,6 +44,7 @@ pub use chromedriver::ChromeDriver;
 pub use container::TestContainer;
 pub use credentials::Credentials;
 pub use docker_config::DockerConfigDir;
+pub use endless_server::{Endless, EndlessServer};
 pub use image::TestImage;
 pub use index::TestIndex;
 pub use index_content::IndexFormat;
