@@ -9,6 +9,12 @@ use serde_json::Value;
 
 /// Runs the `imgstat` binary with `args`, reading credentials from `config` only.
 pub fn imgstat(config: &DockerConfigDir, args: &[&str]) -> Output {
+    imgstat_with_env(config, &[], args)
+}
+
+/// Runs the `imgstat` binary with `args` and the environment variables `env`, reading
+/// credentials from `config` only.
+pub fn imgstat_with_env(config: &DockerConfigDir, env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imgstat"))
         .args(args)
         .env("DOCKER_CONFIG", config.path())
@@ -17,16 +23,28 @@ pub fn imgstat(config: &DockerConfigDir, args: &[&str]) -> Output {
             "RUST_LOG",
             std::env::var("IMGSTAT_TEST_LOG").unwrap_or_default(),
         )
+        .envs(env.iter().copied())
         .output()
         .expect("the imgstat binary runs")
 }
 
 /// Runs `imgstat check --json OPTIONS… NAMES…` and returns each report by container name.
 pub fn check(config: &DockerConfigDir, options: &[&str], names: &[&str]) -> Reports {
+    check_with_env(config, &[], options, names)
+}
+
+/// Runs `imgstat check --json OPTIONS… NAMES…` with the environment variables `env` and
+/// returns each report by container name.
+pub fn check_with_env(
+    config: &DockerConfigDir,
+    env: &[(&str, &str)],
+    options: &[&str],
+    names: &[&str],
+) -> Reports {
     let mut args = vec!["check", "--json"];
     args.extend_from_slice(options);
     args.extend_from_slice(names);
-    let output = imgstat(config, &args);
+    let output = imgstat_with_env(config, env, &args);
     // Shown by the test harness when the test fails.
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(
