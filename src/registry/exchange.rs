@@ -128,7 +128,7 @@ impl RegistryClient {
                 request = request.form(form);
             }
 
-            let response = request.send().await.map_err(|e| unreachable(registry, e))?;
+            let response = request.send().await.map_err(|e| transport_error(registry, e))?;
             let status = response.status();
             if status.is_redirection()
                 && let Some(location) = response.headers().get(LOCATION)
@@ -191,7 +191,7 @@ impl RegistryClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| unreachable(registry, e))?
+            .map_err(|e| transport_error(registry, e))?
         {
             if body.len() + chunk.len() > limit {
                 return Err(RegistryError::Malformed {
@@ -205,15 +205,24 @@ impl RegistryClient {
     }
 }
 
-/// Maps a failed send or read to [`RegistryError::Unreachable`], or to
-/// [`RegistryError::Refused`] when the policy's resolver refused every address.
-fn unreachable(registry: &RegistryState, error: reqwest::Error) -> RegistryError {
+/// Maps a failed send or read to [`RegistryError::Unreachable`], to
+/// [`RegistryError::Refused`] when the policy's resolver refused every address, or to
+/// [`RegistryError::Malformed`] when the response head broke HTTP or a size bound.
+fn transport_error(registry: &RegistryState, error: reqwest::Error) -> RegistryError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(current) = cause {
         if let Some(refused) = current.downcast_ref::<RefusedAddresses>() {
             return RegistryError::Refused {
                 registry: registry.name.clone(),
                 detail: refused.to_string(),
+            };
+        }
+        if let Some(http) = current.downcast_ref::<hyper::Error>()
+            && http.is_parse()
+        {
+            return RegistryError::Malformed {
+                registry: registry.name.clone(),
+                detail: format!("response head rejected: {http}"),
             };
         }
         cause = current.source();
