@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use http::Method;
 use imgstat::credentials::NoCredentials;
 use imgstat::engine::{Engine, EngineAddress};
-use imgstat::registry::{OutboundPolicy, RegistryClient, RegistryConfig};
+use imgstat::registry::{OutboundPolicy, RegistryClient, RegistryConfig, TagKey};
 use imgstat::rules::Status;
 use imgstat::status::{CacheConfig, Checker};
 use imgstat_testkit::{
-    Fault, IndexFormat, Proxy, Registry, RequestKind, TestContainer, TestImage, TestIndex,
+    Endless, EndlessServer, Fault, IndexFormat, Proxy, Registry, RequestKind, TestContainer,
+    TestImage, TestIndex,
 };
 
 async fn engine() -> Engine {
@@ -152,4 +153,81 @@ async fn redirect_outside_allow_list_refused() {
     origin.clear_faults();
     let report = checker.check_one(&engine, container.id(), true).await;
     assert_eq!(report.status, Status::Updated, "{report:?}");
+}
+
+/// Waits until `server` writes no endless response, and returns whether that happened
+/// within five seconds. It sleeps without blocking, so that the client's connection tasks
+/// on this runtime can close their connections.
+async fn responses_abandoned(server: &EndlessServer) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.responses_in_progress() > 0 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn endless_responses_fail_within_bounds() {
+    let healthy = Registry::start();
+    let image = TestImage::build(&healthy, "team/healthy", "1");
+    let healthy_key = TagKey {
+        registry: healthy.host().to_owned(),
+        repository: "team/healthy".to_owned(),
+        tag: "1".to_owned(),
+    };
+    // Size bounds end the fast responses long before the generous timeout, and the
+    // timeout ends the slow ones, which never outgrow a size bound.
+    let generous = Duration::from_secs(60);
+    let short = Duration::from_secs(1);
+    let slow = Duration::from_millis(200);
+    let cases = [
+        (Endless::HeaderFields, generous, "message head is too large"),
+        (Endless::HeaderValue, generous, "message head is too large"),
+        (Endless::Body, generous, "response body larger than 4194304 bytes"),
+        (Endless::SlowHeaderFields(slow), short, "did not answer within 1s"),
+        (Endless::SlowBody(slow), short, "did not answer within 1s"),
+    ];
+
+    for (endless, timeout, expected) in cases {
+        let server = EndlessServer::start(endless);
+        let config = RegistryConfig {
+            request_timeout: timeout,
+            ..RegistryConfig::default()
+        };
+        let client = RegistryClient::new(config, Arc::new(NoCredentials)).expect("HTTP client");
+        let key = TagKey {
+            registry: server.host(),
+            repository: "team/app".to_owned(),
+            tag: "1".to_owned(),
+        };
+
+        let started = Instant::now();
+        let error = client.head_digest(&key).await.unwrap_err();
+        let elapsed = started.elapsed();
+        let message = error.chain();
+        assert!(message.contains(expected), "{endless:?}: {message}");
+        assert!(
+            elapsed < timeout.min(Duration::from_secs(20)) + Duration::from_secs(5),
+            "{endless:?}: failed after {elapsed:?}"
+        );
+        let requests = server.requests();
+        assert!(
+            requests.iter().any(|r| r.contains("/v2/team/app/manifests/1")),
+            "{endless:?}: {requests:?}"
+        );
+        assert!(
+            responses_abandoned(&server).await,
+            "{endless:?}: the client kept reading the endless response"
+        );
+
+        let digest = client.head_digest(&healthy_key).await;
+        assert_eq!(
+            digest.map(|d| d.digest).ok().as_deref(),
+            Some(image.digest()),
+            "{endless:?}"
+        );
+    }
 }

@@ -53,7 +53,8 @@ const METHOD_NOT_ALLOWED: &[u8] = b"HTTP/1.1 405 Method Not Allowed\r\nContent-L
 struct EndlessState {
     endless: Endless,
     requests: Mutex<Vec<String>>,
-    open_connections: AtomicUsize,
+    /// Endless responses still being written.
+    in_progress: AtomicUsize,
 }
 
 /// A fake registry on a free loopback port, stopped on `Drop`. It answers `GET /v2/`
@@ -70,7 +71,7 @@ impl EndlessServer {
         let state = Arc::new(EndlessState {
             endless,
             requests: Mutex::new(Vec::new()),
-            open_connections: AtomicUsize::new(0),
+            in_progress: AtomicUsize::new(0),
         });
         let serving = Arc::clone(&state);
         let server = ServerThread::spawn("imgstat-endless", move |listener| {
@@ -102,16 +103,18 @@ impl EndlessServer {
             .clone()
     }
 
-    /// Returns the number of connections the server is still writing to or reading from.
-    pub fn open_connections(&self) -> usize {
-        self.state.open_connections.load(Ordering::SeqCst)
+    /// Returns the number of endless responses still being written. It drops when a
+    /// client closes the connection, which the server notices when its next write fails.
+    /// Idle keep-alive connections between requests do not count.
+    pub fn responses_in_progress(&self) -> usize {
+        self.state.in_progress.load(Ordering::SeqCst)
     }
 
-    /// Waits until every connection is closed, and returns whether that happened within
-    /// `limit`. The server notices a client's close when its next write fails.
-    pub fn wait_until_closed(&self, limit: Duration) -> bool {
+    /// Waits until no endless response is being written, and returns whether that
+    /// happened within `limit`.
+    pub fn wait_until_abandoned(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        while self.open_connections() > 0 {
+        while self.responses_in_progress() > 0 {
             if Instant::now() > deadline {
                 return false;
             }
@@ -127,11 +130,9 @@ async fn serve(listener: TcpListener, state: Arc<EndlessState>) {
             continue;
         };
         let state = Arc::clone(&state);
-        state.open_connections.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             // Any I/O error means the client went away, which ends the connection.
             let _ = serve_connection(stream, &state).await;
-            state.open_connections.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -156,7 +157,10 @@ async fn serve_connection(mut stream: TcpStream, state: &EndlessState) -> io::Re
             stream.write_all(METHOD_NOT_ALLOWED).await?;
             continue;
         }
-        return answer_endlessly(&mut stream, state.endless).await;
+        state.in_progress.fetch_add(1, Ordering::SeqCst);
+        let ended = answer_endlessly(&mut stream, state.endless).await;
+        state.in_progress.fetch_sub(1, Ordering::SeqCst);
+        return ended;
     }
     Ok(())
 }
