@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use imgstat::registry::RegistryConfig;
 use imgstat::server::config::ServerConfig;
 use imgstat::server::metrics::Metrics;
 use imgstat::server::registry_directory::RegistryDirectory;
@@ -30,14 +31,20 @@ pub struct Server {
     client: reqwest::Client,
     jwt: String,
     environment: i64,
+    registry_config: RegistryConfig,
     /// Kept last, so the directory is removed after the server stops using it.
     pub data_dir: TempDir,
 }
 
 impl Server {
     pub async fn start() -> Self {
+        Self::start_with(RegistryConfig::default()).await
+    }
+
+    /// Starts a server whose registry client has the limits and policy of `registry_config`.
+    pub async fn start_with(registry_config: RegistryConfig) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let server = start_server(&data_dir).await;
+        let server = start_server(&data_dir, &registry_config).await;
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))
@@ -48,6 +55,7 @@ impl Server {
             client,
             jwt: String::new(),
             environment: 0,
+            registry_config,
             data_dir,
         };
 
@@ -83,7 +91,7 @@ impl Server {
         server.stop().await.unwrap();
         between(data_dir.path()).await;
         self = Self {
-            server: start_server(&data_dir).await,
+            server: start_server(&data_dir, &self.registry_config).await,
             data_dir,
             ..self
         };
@@ -168,9 +176,10 @@ impl Server {
     }
 }
 
-async fn start_server(data_dir: &TempDir) -> RunningServer {
+async fn start_server(data_dir: &TempDir, registry_config: &RegistryConfig) -> RunningServer {
     let mut config = ServerConfig::new(data_dir.path());
     config.status.wait_bound = Duration::from_secs(30);
+    config.registry = registry_config.clone();
     let metrics = Metrics::new().unwrap();
     let registries = Arc::new(RegistryDirectory::new());
     let source = engine_status_source(&config, &metrics, &registries).unwrap();
