@@ -186,8 +186,16 @@ async fn endless_responses_fail_within_bounds() {
     let cases = [
         (Endless::HeaderFields, generous, "message head is too large"),
         (Endless::HeaderValue, generous, "message head is too large"),
-        (Endless::Body, generous, "response body larger than 4194304 bytes"),
-        (Endless::SlowHeaderFields(slow), short, "did not answer within 1s"),
+        (
+            Endless::Body,
+            generous,
+            "response body larger than 4194304 bytes",
+        ),
+        (
+            Endless::SlowHeaderFields(slow),
+            short,
+            "did not answer within 1s",
+        ),
         (Endless::SlowBody(slow), short, "did not answer within 1s"),
     ];
 
@@ -215,7 +223,9 @@ async fn endless_responses_fail_within_bounds() {
         );
         let requests = server.requests();
         assert!(
-            requests.iter().any(|r| r.contains("/v2/team/app/manifests/1")),
+            requests
+                .iter()
+                .any(|r| r.contains("/v2/team/app/manifests/1")),
             "{endless:?}: {requests:?}"
         );
         assert!(

@@ -1,7 +1,7 @@
 //! The outbound policy of `imgstat check` (`--registry-allow`), against the machine's
-//! Docker engine and `docker-registry` on loopback. A refused request would have gone to
-//! a server the test runs itself, which counts what it receives: the policy is tested
-//! by leaving a loopback port or address out of the allow-list, never by sending to a
+//! Docker engine and `docker-registry` on loopback. Each test leaves a loopback port or
+//! address out of the allow-list, so a refused request would have gone to a server the
+//! test runs itself and which counts what it receives. No test sends anything to a
 //! link-local or metadata address.
 
 mod common;
@@ -38,7 +38,11 @@ fn redirect_outside_allow_list_not_followed() {
 
     elsewhere.reset_counters();
     let origin_only = origin.host();
-    let refused = check(&config, &["--registry-allow", &origin_only], &[container.name()]);
+    let refused = check(
+        &config,
+        &["--registry-allow", &origin_only],
+        &[container.name()],
+    );
     assert_eq!(refused.status(container.name()), "error", "{refused:?}");
     let message = refused.message(container.name());
     let target = format!("{} is not allowed by the outbound policy", elsewhere.host());
@@ -70,9 +74,17 @@ fn token_realm_outside_allow_list_not_asked() {
     let refused = check_with_env(&config, &registry_only, &[], &[container.name()]);
     assert_eq!(refused.status(container.name()), "error", "{refused:?}");
     let message = refused.message(container.name());
-    let realm = format!("{} is not allowed by the outbound policy", token_server.addr());
+    let realm = format!(
+        "{} is not allowed by the outbound policy",
+        token_server.addr()
+    );
     assert!(message.contains(&realm), "{message}");
-    assert_eq!(token_server.request_count(), 0, "{:?}", token_server.requests());
+    assert_eq!(
+        token_server.request_count(),
+        0,
+        "{:?}",
+        token_server.requests()
+    );
 }
 
 #[test]
@@ -85,12 +97,20 @@ fn network_entry_refuses_other_loopback_address() {
     let config = DockerConfigDir::new();
     origin.add_fault(Fault::redirect(307, other.url()).kind(RequestKind::Manifest));
 
-    let followed = check(&config, &["--registry-allow", "127.0.0.0/8"], &[container.name()]);
+    let followed = check(
+        &config,
+        &["--registry-allow", "127.0.0.0/8"],
+        &[container.name()],
+    );
     assert_eq!(followed.status(container.name()), "updated", "{followed:?}");
     assert!(other.stats().count_kind(RequestKind::Manifest) > 0);
 
     other.reset_counters();
-    let refused = check(&config, &["--registry-allow", "127.0.0.1/32"], &[container.name()]);
+    let refused = check(
+        &config,
+        &["--registry-allow", "127.0.0.1/32"],
+        &[container.name()],
+    );
     assert_eq!(refused.status(container.name()), "error", "{refused:?}");
     let message = refused.message(container.name());
     let target = format!("{} is not allowed by the outbound policy", other.host());
@@ -112,13 +132,21 @@ fn network_entry_checks_resolved_addresses() {
     origin.add_fault(Fault::redirect(307, by_name).kind(RequestKind::Manifest));
 
     let admitting = format!("{},127.0.0.1/32", origin.host());
-    let followed = check(&config, &["--registry-allow", &admitting], &[container.name()]);
+    let followed = check(
+        &config,
+        &["--registry-allow", &admitting],
+        &[container.name()],
+    );
     assert_eq!(followed.status(container.name()), "updated", "{followed:?}");
     assert!(target.stats().count_kind(RequestKind::Manifest) > 0);
 
     target.reset_counters();
     let elsewhere = format!("{},{OTHER_LOOPBACK}/32", origin.host());
-    let refused = check(&config, &["--registry-allow", &elsewhere], &[container.name()]);
+    let refused = check(
+        &config,
+        &["--registry-allow", &elsewhere],
+        &[container.name()],
+    );
     assert_eq!(refused.status(container.name()), "error", "{refused:?}");
     let message = refused.message(container.name());
     assert!(
@@ -138,7 +166,10 @@ fn invalid_allow_entry_is_usage_error() {
     );
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("'https://registry.example.com'"), "{stderr}");
+    assert!(
+        stderr.contains("'https://registry.example.com'"),
+        "{stderr}"
+    );
     assert!(stderr.contains("without the scheme"), "{stderr}");
 
     // A server that accepted the list would run until killed.

@@ -58,7 +58,7 @@ pub struct CheckArgs {
     /// A host (HOST[:PORT]) or network (CIDR, such as 10.0.0.0/8) that registry requests
     /// may reach. Repeatable, or comma-separated in the variable. When given, requests to
     /// registries, token realms and redirect targets outside the list fail. Link-local and
-    /// cloud metadata addresses are refused whatever the list says.
+    /// cloud metadata addresses are refused whatever the list contains.
     #[arg(
         long = "registry-allow",
         value_name = "HOST[:PORT]|CIDR",

@@ -128,7 +128,10 @@ impl RegistryClient {
                 request = request.form(form);
             }
 
-            let response = request.send().await.map_err(|e| transport_error(registry, e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error(registry, e))?;
             let status = response.status();
             if status.is_redirection()
                 && let Some(location) = response.headers().get(LOCATION)

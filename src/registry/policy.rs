@@ -39,13 +39,16 @@ const NAT64_PREFIX: [u16; 6] = [0x64, 0xff9b, 0, 0, 0, 0];
 pub enum AllowEntry {
     /// `host` or `host:port` (`[fd00::1]:5000` for IPv6): URLs with that host, on any
     /// port or on that port. The port of a URL without one is its scheme's default.
-    Host { host: Host<String>, port: Option<u16> },
+    Host {
+        host: Host<String>,
+        port: Option<u16>,
+    },
     /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), on any port.
     Network(IpNet),
 }
 
 impl AllowEntry {
-    /// Whether this is a host entry for `host` and `port`.
+    /// Returns whether this is a host entry for `host` and `port`.
     fn matches(&self, host: &Host<&str>, port: Option<u16>) -> bool {
         let AllowEntry::Host {
             host: listed,
@@ -63,13 +66,13 @@ impl AllowEntry {
         same_host && listed_port.is_none_or(|listed| Some(listed) == port)
     }
 
-    /// Whether this is a host entry for the host name `name`, whatever its port.
+    /// Returns whether this is a host entry for the host name `name`, whatever its port.
     fn names(&self, name: &str) -> bool {
         matches!(self, AllowEntry::Host { host: Host::Domain(listed), .. } if listed == name)
     }
 
-    /// Whether this is a network entry that contains `address`. An IPv4-mapped IPv6
-    /// address counts as its IPv4 address.
+    /// Returns whether this is a network entry that contains `address`. An IPv4-mapped
+    /// IPv6 address counts as its IPv4 address.
     fn contains(&self, address: IpAddr) -> bool {
         matches!(self, AllowEntry::Network(network) if network.contains(&address.to_canonical()))
     }
@@ -146,8 +149,7 @@ impl FromStr for AllowEntry {
             });
         }
         let (host, port) = split_port(entry).map_err(invalid)?;
-        let host =
-            Host::parse(host).map_err(|e| invalid(format!("invalid host {host:?}: {e}")))?;
+        let host = Host::parse(host).map_err(|e| invalid(format!("invalid host {host:?}: {e}")))?;
         Ok(AllowEntry::Host { host, port })
     }
 }
@@ -215,7 +217,7 @@ impl OutboundPolicy {
         }
     }
 
-    /// The allow-list, `None` when every host and address but the refused ones is allowed.
+    /// Returns the allow-list, or `None` when every address but the refused ones is allowed.
     pub fn allow_list(&self) -> Option<&[AllowEntry]> {
         self.allow_list.as_deref()
     }
@@ -260,8 +262,8 @@ impl OutboundPolicy {
     }
 
     /// Checks an address that the host name `name` resolved to, before a connection is
-    /// made to it. A host entry for `name` admits every address but the refused ones;
-    /// otherwise the address must lie in an allowed network.
+    /// made to it. A host entry for `name` admits every address but the refused ones.
+    /// Otherwise the address must lie in an allowed network.
     pub(crate) fn check_resolved(&self, name: &str, address: IpAddr) -> Result<(), String> {
         check_address(address)?;
         let Some(entries) = &self.allow_list else {
@@ -296,7 +298,7 @@ fn ip_address(host: &Host<&str>) -> Option<IpAddr> {
     }
 }
 
-/// Checks one address against the fixed refusals, whatever the allow-list says. The
+/// Checks one address against the fixed refusals, whatever the allow-list contains. The
 /// error gives the reason for a refusal.
 pub(crate) fn check_address(address: IpAddr) -> Result<(), String> {
     let refused = |address: IpAddr| {

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::server::ServerThread;
 
-/// How an [`EndlessServer`] answers every request but `GET /v2/`.
+/// How an [`EndlessServer`] responds to every request but `GET /v2/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endless {
     /// A status line, then header fields as fast as the client reads them, and never the
@@ -39,7 +39,7 @@ const PIECE_BYTES: usize = 16 * 1024;
 /// Largest request head read before the connection is closed.
 const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
 
-/// The answer to `GET /v2/`: a registry without auth.
+/// The response to `GET /v2/`: a registry without auth.
 const PING_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\n\
 Content-Type: application/json\r\n\
 Docker-Distribution-Api-Version: registry/2.0\r\n\
@@ -47,7 +47,7 @@ Content-Length: 2\r\n\
 \r\n\
 {}";
 
-/// The answer to `HEAD` in the body modes, which makes a registry client send `GET`.
+/// The response to `HEAD` in the body modes, which makes a registry client send `GET`.
 const METHOD_NOT_ALLOWED: &[u8] = b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n";
 
 struct EndlessState {
@@ -57,10 +57,10 @@ struct EndlessState {
     in_progress: AtomicUsize,
 }
 
-/// A fake registry on a free loopback port, stopped on `Drop`. It answers `GET /v2/`
-/// with 200, as a registry without auth does, and every other request with the
-/// [`Endless`] response it was started with. A TLS handshake is answered by closing the
-/// connection, so a client that tries HTTPS first falls back to plain HTTP.
+/// A fake registry on a free loopback port, stopped on `Drop`. It responds to `GET /v2/`
+/// with 200, as a registry without auth does, and to every other request with the
+/// [`Endless`] response it was started with. It closes a connection that starts a TLS
+/// handshake, so a client that tries HTTPS first falls back to plain HTTP.
 pub struct EndlessServer {
     state: Arc<EndlessState>,
     server: ServerThread,
@@ -74,9 +74,8 @@ impl EndlessServer {
             in_progress: AtomicUsize::new(0),
         });
         let serving = Arc::clone(&state);
-        let server = ServerThread::spawn("imgstat-endless", move |listener| {
-            serve(listener, serving)
-        });
+        let server =
+            ServerThread::spawn("imgstat-endless", move |listener| serve(listener, serving));
         Self { state, server }
     }
 

@@ -1,4 +1,4 @@
-//! The endless server answers `GET /v2/` like a registry, sends each kind of endless
+//! The endless server responds to `GET /v2/` like a registry, sends each kind of endless
 //! response, closes TLS handshakes, and notices when a client goes away.
 
 use std::io::{Read, Write};
@@ -68,7 +68,11 @@ fn header_value_never_ends() {
         .write_all(b"GET /v2/team/app/manifests/1 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let head = read_at_least(&mut stream, 256 * 1024);
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\nX-Endless: aaaa"), "{}", &head[..64]);
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\nX-Endless: aaaa"),
+        "{}",
+        &head[..64]
+    );
     assert!(!head[18..].contains("\r\n"), "the header field ended");
 }
 

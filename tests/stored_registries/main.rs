@@ -1,7 +1,7 @@
 //! Registry credentials stored through the API, used by the server's real status source
 //! against the machine's Docker engine and real registries on loopback: htpasswd and token
-//! auth, path prefixes, token refresh, changes without a restart, key rotation, and the
-//! outbound policy and response bounds the requests that carry them pass.
+//! auth, path prefixes, token refresh, changes without a restart, and key rotation. The
+//! requests that carry them pass the outbound policy and the response bounds.
 //!
 //! Tests run on a current-thread runtime, so that the server's tasks log on the test's
 //! thread, where [`CapturedLogs`] collects the lines.

@@ -1,6 +1,6 @@
-//! The server's outbound policy and response bounds: a token realm left out of the
+//! The server's outbound policy and response bounds. A token realm left out of the
 //! allow-list never receives the stored credentials, and registry responses that never
-//! end fail within their bounds while the server goes on answering.
+//! end fail within their bounds while the server keeps serving requests.
 
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,10 @@ async fn endless_responses_leave_server_working() {
     assert_eq!(too_large["Status"], "error", "{too_large}");
     assert!(elapsed < timeout, "{elapsed:?}");
     assert!(!endless.requests().is_empty());
-    assert!(responses_abandoned(&endless).await, "endless body still sent");
+    assert!(
+        responses_abandoned(&endless).await,
+        "endless body still sent"
+    );
 
     let log = logs.text();
     assert!(log.contains("did not answer within 2s"), "{log}");

@@ -233,17 +233,33 @@ fn network_entries_decide_resolved_addresses_of_unlisted_names() {
     ]));
 
     // The URL check leaves an unlisted name to its resolved addresses.
-    assert_eq!(policy.check_url(&url("https://other.example.com/v2/")), Ok(()));
-    assert_eq!(policy.check_resolved("other.example.com", address("10.1.2.3")), Ok(()));
-    assert_eq!(policy.check_resolved("other.example.com", address("fd00::1")), Ok(()));
+    assert_eq!(
+        policy.check_url(&url("https://other.example.com/v2/")),
+        Ok(())
+    );
+    assert_eq!(
+        policy.check_resolved("other.example.com", address("10.1.2.3")),
+        Ok(())
+    );
+    assert_eq!(
+        policy.check_resolved("other.example.com", address("fd00::1")),
+        Ok(())
+    );
     let error = policy
         .check_resolved("other.example.com", address("192.168.1.1"))
         .unwrap_err();
     assert!(error.contains("192.168.1.1 is not allowed"), "{error}");
 
     // A listed name keeps to the ports of its entries, and resolves anywhere there.
-    assert_eq!(policy.check_url(&url("https://registry.example.com:5000/v2/")), Ok(()));
-    assert!(policy.check_url(&url("https://registry.example.com/v2/")).is_err());
+    assert_eq!(
+        policy.check_url(&url("https://registry.example.com:5000/v2/")),
+        Ok(())
+    );
+    assert!(
+        policy
+            .check_url(&url("https://registry.example.com/v2/"))
+            .is_err()
+    );
     assert_eq!(
         policy.check_resolved("registry.example.com", address("192.168.1.1")),
         Ok(())
@@ -254,17 +270,30 @@ fn network_entries_decide_resolved_addresses_of_unlisted_names() {
 fn host_entries_alone_reject_unlisted_names_at_url() {
     let policy = OutboundPolicy::allowing(entries(&["registry.example.com"]));
 
-    assert!(policy.check_url(&url("https://cdn.example.com/blob")).is_err());
-    assert!(policy.check_resolved("cdn.example.com", address("10.1.2.3")).is_err());
+    assert!(
+        policy
+            .check_url(&url("https://cdn.example.com/blob"))
+            .is_err()
+    );
+    assert!(
+        policy
+            .check_resolved("cdn.example.com", address("10.1.2.3"))
+            .is_err()
+    );
 }
 
 #[test]
 fn empty_allow_list_admits_nothing() {
     let policy = OutboundPolicy::allowing([]);
 
-    let error = policy.check_url(&url("http://127.0.0.1:5000/")).unwrap_err();
+    let error = policy
+        .check_url(&url("http://127.0.0.1:5000/"))
+        .unwrap_err();
     assert!(error.contains("allow-list is empty"), "{error}");
-    assert_eq!(OutboundPolicy::from_allow_list(Vec::new()), OutboundPolicy::default());
+    assert_eq!(
+        OutboundPolicy::from_allow_list(Vec::new()),
+        OutboundPolicy::default()
+    );
     assert_eq!(OutboundPolicy::default().allow_list(), None);
 }
 
