@@ -13,6 +13,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::engine::{ContainerFacts, Engine, EngineError};
+use crate::reference::looks_like_image_id;
 use crate::registry::{RegistryClient, RegistryError, TagKey};
 use crate::rules::{
     self, Comparison, ImageFacts, Manifest, Manifests, Plan, RemoteDigest, Status, Target, Verdict,
@@ -160,46 +161,81 @@ impl Checker {
 
     /// Checks containers by name or ID, in the order given. `on_done` is called once per
     /// container as its check ends.
-    ///
-    /// Each container is inspected, because a listing shows the image ID in place of
-    /// `Config.Image` once the tag has moved to another local image.
     pub async fn check_named(
         &self,
         engine: &Engine,
         names: &[String],
         on_done: &(dyn Fn() + Sync),
     ) -> Vec<ContainerReport> {
-        let inspected = futures::stream::iter(names)
-            .map(|name| async move { (name, engine.inspect_container(name).await) })
+        let resolved = futures::stream::iter(names)
+            .map(|name| async move {
+                let unknown = || ContainerFacts {
+                    id: name.clone(),
+                    name: name.clone(),
+                    ..ContainerFacts::default()
+                };
+                match engine.inspect_container(name).await {
+                    Ok(Some(container)) => Ok(container),
+                    Ok(None) => {
+                        let reason = format!("no container {name} on the engine");
+                        let verdict = Verdict::new(Status::Skipped, reason);
+                        Err(ContainerReport::decided(&unknown(), verdict))
+                    }
+                    Err(error) => Err(engine_failure(&unknown(), &error)),
+                }
+            })
             .buffered(ENGINE_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
+        self.check_resolved(engine, resolved, on_done).await
+    }
 
-        let mut found = Vec::new();
-        let mut early: HashMap<usize, ContainerReport> = HashMap::new();
-        for (position, (name, result)) in inspected.into_iter().enumerate() {
-            match result {
-                Ok(Some(container)) => found.push((position, container)),
-                Ok(None) => {
-                    let missing = ContainerFacts {
-                        id: name.clone(),
-                        name: name.clone(),
-                        ..ContainerFacts::default()
-                    };
-                    let verdict = Verdict::new(
-                        Status::Skipped,
-                        format!("no container {name} on the engine"),
-                    );
-                    early.insert(position, ContainerReport::decided(&missing, verdict));
-                    on_done();
+    /// Checks containers as the engine listed them, in the order given.
+    ///
+    /// A listing shows the image ID in place of `Config.Image` once the tag has moved to
+    /// another local image, so only containers listed with an image ID are inspected.
+    pub async fn check_listed(
+        &self,
+        engine: &Engine,
+        listed: Vec<ContainerFacts>,
+        on_done: &(dyn Fn() + Sync),
+    ) -> Vec<ContainerReport> {
+        let resolved = futures::stream::iter(listed)
+            .map(|container| async move {
+                let named = !container.config_image.is_empty()
+                    && !looks_like_image_id(&container.config_image);
+                if named {
+                    return Ok(container);
                 }
-                Err(error) => {
-                    let failed = ContainerFacts {
-                        id: name.clone(),
-                        name: name.clone(),
-                        ..ContainerFacts::default()
-                    };
-                    early.insert(position, engine_failure(&failed, &error));
+                match engine.inspect_container(&container.id).await {
+                    Ok(Some(inspected)) => Ok(inspected),
+                    // Removed since the listing: its listed facts still name its image.
+                    Ok(None) => Ok(container),
+                    Err(error) => Err(engine_failure(&container, &error)),
+                }
+            })
+            .buffered(ENGINE_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        self.check_resolved(engine, resolved, on_done).await
+    }
+
+    /// Checks the containers of `resolved` and keeps the reports already decided, in the
+    /// order given.
+    async fn check_resolved(
+        &self,
+        engine: &Engine,
+        resolved: Vec<Result<ContainerFacts, ContainerReport>>,
+        on_done: &(dyn Fn() + Sync),
+    ) -> Vec<ContainerReport> {
+        let total = resolved.len();
+        let mut found = Vec::new();
+        let mut reports: HashMap<usize, ContainerReport> = HashMap::new();
+        for (position, result) in resolved.into_iter().enumerate() {
+            match result {
+                Ok(container) => found.push((position, container)),
+                Err(report) => {
+                    reports.insert(position, report);
                     on_done();
                 }
             }
@@ -208,9 +244,9 @@ impl Checker {
         let (positions, containers): (Vec<usize>, Vec<ContainerFacts>) = found.into_iter().unzip();
         let checked = self.check_containers(engine, &containers, on_done).await;
         for (position, report) in positions.into_iter().zip(checked) {
-            early.insert(position, report);
+            reports.insert(position, report);
         }
-        (0..names.len()).filter_map(|i| early.remove(&i)).collect()
+        (0..total).filter_map(|i| reports.remove(&i)).collect()
     }
 
     /// Checks inspected containers, in the order given.

@@ -414,3 +414,23 @@ fn write_executable(path: &std::path::Path, body: &str) {
         path.display()
     );
 }
+
+#[test]
+fn listing_follows_config_image_after_tag_moved() {
+    let registry = Registry::start();
+    let mut image = TestImage::build(&registry, "team/listed-moved", "1");
+    let container = TestContainer::run(image.reference(), "listed-moved");
+    // The engine's tag now names the new image, so the listing shows the old image's ID.
+    image.push_new_content();
+    let config = DockerConfigDir::new();
+
+    let output = imgstat(&config, &["check", "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    let reports: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let report = reports
+        .iter()
+        .find(|r| r["name"] == container.name())
+        .unwrap_or_else(|| panic!("{} not listed: {reports:?}", container.name()));
+    assert_eq!(report["status"], "outdated", "{report}");
+    assert_eq!(report["image"], image.reference(), "{report}");
+}

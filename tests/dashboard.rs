@@ -13,9 +13,7 @@ use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use imgstat::server::config::ServerConfig;
-use imgstat::server::metrics::Metrics;
-use imgstat::server::registry_directory::RegistryDirectory;
-use imgstat::server::{RunningServer, engine_status_source, open_state, start};
+use imgstat::server::{RunningServer, open_engine_state, start};
 use imgstat_testkit::{ChromeDriver, Proxy, Registry, TestContainer, TestImage};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -47,12 +45,7 @@ impl Server {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig::new(data_dir.path());
         config.status.wait_bound = wait_bound;
-        let metrics = Metrics::new().unwrap();
-        let registries = std::sync::Arc::new(RegistryDirectory::new());
-        let source = engine_status_source(&config, &metrics, &registries).unwrap();
-        let state = open_state(&config, metrics, source, registries)
-            .await
-            .unwrap();
+        let state = open_engine_state(&config).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = start(listener, state).unwrap();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();

@@ -227,13 +227,13 @@ pub fn render(
     let _ = writeln!(
         page,
         "\n## Results\n\nEach value is the median of {} runs of the case, taken column by \
-         column. RTT is the latency each proxy adds to every request. The proxy's counters \
-         are read every millisecond while imgstat runs: \"before registry\" is the time \
-         until imgstat's first request reached the registry's proxy (process start, \
-         engine inspection, the HTTPS attempt before the plain-HTTP ping), \"registry\" \
-         lasts until the proxy had the last response ready, and \"after registry\" is \
-         the rest: comparing, printing the JSON and exiting. CPU is imgstat's user and \
-         system time.\n",
+         column. RTT is the latency each proxy adds to every request. The benchmark reads \
+         the proxy's counters every millisecond while imgstat runs. \"before registry\" \
+         lasts until imgstat's first request reached the registry's proxy: process \
+         start, engine inspection and the HTTPS attempt before the plain-HTTP ping. \
+         \"registry\" lasts until the proxy had the last response ready. \"after \
+         registry\" is the rest: comparing, printing the JSON and exiting. CPU is \
+         imgstat's user and system time.\n",
         info.repeats
     );
     page.push_str(

@@ -137,17 +137,17 @@ async fn check(args: &CheckArgs) -> Result<Vec<ContainerReport>, String> {
         };
         eprintln!("imgstat: no {which} on {}", engine.url());
     }
-    let ids: Vec<String> = containers.into_iter().map(|c| c.id).collect();
-    let progress = Progress::start(ids.len());
+    let progress = Progress::start(containers.len());
     let reports = checker
-        .check_named(&engine, &ids, &|| progress.tick())
+        .check_listed(&engine, containers, &|| progress.tick())
         .await;
     progress.finish();
     Ok(reports)
 }
 
 fn print(args: &CheckArgs, reports: &[ContainerReport]) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+    // Standard output is line-buffered: one write per line for thousands of lines.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         output::write_json(&mut out, reports)?;
     } else if !reports.is_empty() {

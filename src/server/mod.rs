@@ -32,7 +32,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub use rotate::{NewKeyLocation, RotateArgs, RotateError, Rotation, rotate_credential_key};
 pub use run::{
-    RunningServer, ServeError, engine_status_source, open_state, run, run_command, start,
+    RunningServer, ServeError, engine_status_source, open_engine_state, open_state, run,
+    run_command, start,
 };
 
 use auth::jwt::JwtKeys;

@@ -100,10 +100,17 @@ pub enum ServeError {
 /// Runs `imgstat serve` with the options from the command line, until SIGINT or SIGTERM.
 pub async fn run_command(args: ServeArgs) -> Result<(), ServeError> {
     let config = ServerConfig::try_from(args)?;
+    let state = open_engine_state(&config).await?;
+    serve(config, state).await
+}
+
+/// Opens the store and keys like [`open_state`], with the status source that checks
+/// environments' engines against their registries.
+pub async fn open_engine_state(config: &ServerConfig) -> Result<AppState, ServeError> {
     let metrics = Metrics::new()?;
     let registries = Arc::new(RegistryDirectory::new());
-    let source = engine_status_source(&config, &metrics, &registries)?;
-    run(config, metrics, source, registries).await
+    let source = engine_status_source(config, &metrics, &registries)?;
+    open_state(config, metrics, source, registries).await
 }
 
 /// The status source that checks stored environments against their registries, with the
@@ -146,6 +153,11 @@ pub async fn run(
     registries: Arc<RegistryDirectory>,
 ) -> Result<(), ServeError> {
     let state = open_state(&config, metrics, image_status, registries).await?;
+    serve(config, state).await
+}
+
+/// Listens on `config.listen` and serves `state` until SIGINT or SIGTERM.
+async fn serve(config: ServerConfig, state: AppState) -> Result<(), ServeError> {
     let store_version = state.store.schema_version().await?;
 
     let listener = TcpListener::bind(config.listen)

@@ -1,14 +1,11 @@
 //! A server with the real status source, and helpers to store registries and ask for
 //! statuses.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use imgstat::registry::RegistryConfig;
 use imgstat::server::config::ServerConfig;
-use imgstat::server::metrics::Metrics;
-use imgstat::server::registry_directory::RegistryDirectory;
-use imgstat::server::{RunningServer, engine_status_source, open_state, start};
+use imgstat::server::{RunningServer, open_engine_state, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -180,12 +177,7 @@ async fn start_server(data_dir: &TempDir, registry_config: &RegistryConfig) -> R
     let mut config = ServerConfig::new(data_dir.path());
     config.status.wait_bound = Duration::from_secs(30);
     config.registry = registry_config.clone();
-    let metrics = Metrics::new().unwrap();
-    let registries = Arc::new(RegistryDirectory::new());
-    let source = engine_status_source(&config, &metrics, &registries).unwrap();
-    let state = open_state(&config, metrics, source, registries)
-        .await
-        .unwrap();
+    let state = open_engine_state(&config).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     start(listener, state).unwrap()
 }
