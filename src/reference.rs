@@ -23,7 +23,7 @@ pub struct ImageRef {
     digest: Option<String>,
 }
 
-/// Why a string is not an image reference.
+/// The error for a string that is not an image reference.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "invalid image reference {input:?}: {reason}; expected [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST]"
@@ -31,7 +31,7 @@ pub struct ImageRef {
 pub struct ReferenceError {
     /// The text that failed to parse.
     pub input: String,
-    /// What is wrong with it.
+    /// The parser's reason.
     pub reason: ParseError,
 }
 
@@ -74,17 +74,19 @@ impl ImageRef {
         }
     }
 
-    /// The registry as written in normalised references (`docker.io`, `127.0.0.1:5000`).
+    /// Returns the registry as written in normalised references (`docker.io`,
+    /// `127.0.0.1:5000`).
     pub fn registry(&self) -> &str {
         &self.registry
     }
 
-    /// The host and port that serve the registry API (`registry-1.docker.io` for Docker Hub).
+    /// Returns the host and port that serve the registry API (`registry-1.docker.io` for
+    /// Docker Hub).
     pub fn api_host(&self) -> &str {
         api_host(&self.registry)
     }
 
-    /// The repository path, with `library/` for one-component names on Docker Hub.
+    /// Returns the repository path, with `library/` for one-component names on Docker Hub.
     pub fn repository(&self) -> &str {
         &self.repository
     }
@@ -102,7 +104,7 @@ impl ImageRef {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    /// Whether `other` names the same repository on the same registry.
+    /// Returns whether `other` names the same repository on the same registry.
     pub fn same_repository(&self, other: &ImageRef) -> bool {
         self.registry == other.registry && self.repository == other.repository
     }

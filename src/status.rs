@@ -31,7 +31,7 @@ pub struct ContainerReport {
     /// The reference the container was created from, as the engine recorded it.
     pub image: String,
     pub status: Status,
-    /// Why the status is what it is; for `error`, the cause.
+    /// The reason for the status; for `error`, the cause.
     pub message: String,
     /// The manifest digests the engine recorded for the checked repository.
     pub local_digests: Vec<String>,
@@ -511,7 +511,7 @@ fn engine_failure(container: &ContainerFacts, error: &EngineError) -> ContainerR
     ContainerReport::decided(container, Verdict::new(Status::Error, message))
 }
 
-/// An error and its sources on one line.
+/// Formats an error and its sources on one line.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

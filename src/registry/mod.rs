@@ -99,7 +99,7 @@ pub struct TagKey {
 }
 
 impl TagKey {
-    /// The tag a reference follows; `None` for a reference pinned by digest alone.
+    /// Returns the tag a reference follows, or `None` for a reference pinned by digest alone.
     pub fn of(reference: &ImageRef) -> Option<Self> {
         Some(Self {
             registry: reference.registry().to_owned(),
@@ -115,7 +115,7 @@ impl std::fmt::Display for TagKey {
     }
 }
 
-/// What the client keeps about one registry.
+/// The client's state of one registry.
 pub(crate) struct RegistryState {
     /// Normalised name, as in references and credentials.
     pub name: String,
@@ -535,7 +535,7 @@ fn sha256_digest(body: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
-/// The media type of a manifest: its `Content-Type`, else its `mediaType` field.
+/// Returns the media type of a manifest: its `Content-Type`, else its `mediaType` field.
 fn media_type(headers: &HeaderMap, body: &[u8]) -> Option<String> {
     let from_header = headers
         .get(CONTENT_TYPE)

@@ -42,7 +42,7 @@ pub struct StatusKey {
     pub container: String,
 }
 
-/// Where a status came from, for metrics.
+/// The origin of a status, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// Served from the status cache.
