@@ -1,6 +1,7 @@
 //! Sets up a fleet on the local Docker engine: a registry behind a counting proxy, one
 //! pushed image per repository, more tags made with the registry API and on the engine,
-//! and created (not started) containers spread over the tags.
+//! and created (not started) containers spread over the tags. The fleet and server
+//! benchmarks both include this file.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -12,8 +13,8 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, TagImageOptionsBuilder};
 use futures::{StreamExt, TryStreamExt};
 use imgstat_testkit::{
-    Credentials, DockerConfigDir, MANIFEST_ACCEPT, Proxy, Registry, TestImage, TokenPolicy,
-    TokenServer, unique_name,
+    Credentials, DockerConfigDir, MANIFEST_ACCEPT, OWNER_LABEL, Proxy, Registry, TestImage,
+    TokenPolicy, TokenServer, unique_name,
 };
 use serde_json::Value;
 use tokio::runtime::Runtime;
@@ -23,12 +24,6 @@ pub const REPOSITORIES: usize = 10;
 
 /// Containers created from each tag.
 pub const CONTAINERS_PER_TAG: usize = 4;
-
-/// Docker label that the test kit puts on what it creates, with the creating pid as its
-/// value. The containers made here carry it too, so the kit's `sweep_leftovers` removes
-/// them if this process is killed before its `Drop` runs.
-// NOTE: copied from the kit's `names::OWNER_LABEL`, which the kit does not export.
-const OWNER_LABEL: &str = "imgstat-testkit.pid";
 
 /// Engine requests in flight at once while tagging images and creating containers.
 const ENGINE_CONCURRENCY: usize = 8;
@@ -46,6 +41,9 @@ pub enum Auth {
     /// Token auth, with a user that may pull every repository. The token server's realm is
     /// behind a proxy of its own, which gets the same latency as the registry's.
     Token,
+    /// Token auth as for [`Auth::Token`], where anonymous token requests may pull every
+    /// repository, so a client needs no credentials but still sends tokens.
+    AnonymousToken,
 }
 
 impl Auth {
@@ -54,6 +52,7 @@ impl Auth {
         match self {
             Auth::None => "none",
             Auth::Token => "token",
+            Auth::AnonymousToken => "anonymous token",
         }
     }
 
@@ -62,13 +61,16 @@ impl Auth {
         match self {
             Auth::None => "no auth",
             Auth::Token => "token auth",
+            Auth::AnonymousToken => "token auth with anonymous pull",
         }
     }
 }
 
-/// One tag of the fleet and the containers created from it.
+/// One tag of the fleet and the containers created from it, as names and as IDs in the
+/// same order.
 struct FleetTag {
     containers: Vec<String>,
+    container_ids: Vec<String>,
 }
 
 /// Everything one fleet created, removed on `Drop`.
@@ -142,7 +144,13 @@ impl Fleet {
         ));
         let tags = names
             .into_iter()
-            .map(|containers| FleetTag { containers })
+            .map(|created| {
+                let (containers, container_ids) = created.into_iter().unzip();
+                FleetTag {
+                    containers,
+                    container_ids,
+                }
+            })
             .collect();
 
         Fleet {
@@ -167,6 +175,19 @@ impl Fleet {
         self.tags[..tag_count]
             .iter()
             .flat_map(|tag| tag.containers.iter().cloned())
+            .collect()
+    }
+
+    /// Returns the full IDs of the containers of the first `tag_count` tags.
+    pub fn container_ids(&self, tag_count: usize) -> Vec<String> {
+        assert!(
+            tag_count <= self.tags.len(),
+            "the fleet has {} tags, not {tag_count}",
+            self.tags.len()
+        );
+        self.tags[..tag_count]
+            .iter()
+            .flat_map(|tag| tag.container_ids.iter().cloned())
             .collect()
     }
 
@@ -211,18 +232,27 @@ impl Upstream {
             Auth::Token => {
                 let reader = Credentials::random("reader");
                 let policy = TokenPolicy::new().user(&reader).pull(&reader.username, "*");
-                let token_server = TokenServer::start(policy);
-                let realm_proxy = Proxy::start(token_server.addr().to_string());
-                let registry = Registry::builder()
-                    .token_server(token_server)
-                    .token_realm(format!("{}/token", realm_proxy.url()))
-                    .start();
-                Self {
-                    registry,
-                    realm_proxy: Some(realm_proxy),
-                    reader: Some(reader),
-                }
+                Self::with_token_server(policy, Some(reader))
             }
+            Auth::AnonymousToken => {
+                Self::with_token_server(TokenPolicy::new().anonymous_pull("*"), None)
+            }
+        }
+    }
+
+    /// Starts a token server for `policy` with a proxy in front of its realm, and a
+    /// registry that sends clients to that proxy.
+    fn with_token_server(policy: TokenPolicy, reader: Option<Credentials>) -> Self {
+        let token_server = TokenServer::start(policy);
+        let realm_proxy = Proxy::start(token_server.addr().to_string());
+        let registry = Registry::builder()
+            .token_server(token_server)
+            .token_realm(format!("{}/token", realm_proxy.url()))
+            .start();
+        Self {
+            registry,
+            realm_proxy: Some(realm_proxy),
+            reader,
         }
     }
 }
@@ -406,13 +436,15 @@ async fn add_engine_tags(
 }
 
 /// Creates `per_reference` containers (`--network none`, not started) from each of
-/// `references` and returns their names, grouped as `references` is.
+/// `references` and returns their names and IDs, grouped as `references` is.
 async fn create_containers(
     docker: &Docker,
     references: &[String],
     per_reference: usize,
     guard: &mut ContainerGuard,
-) -> Vec<Vec<String>> {
+) -> Vec<Vec<(String, String)>> {
+    // The test kit's owner label with this pid lets the kit's `sweep_leftovers` remove the
+    // containers if this process is killed before `Drop` runs.
     let label_value = std::process::id().to_string();
     let jobs = references
         .iter()
@@ -452,8 +484,8 @@ async fn create_containers(
     for (index, name, result) in created {
         match result {
             Ok(id) => {
-                guard.ids.push(id);
-                names[index].push(name);
+                guard.ids.push(id.clone());
+                names[index].push((name, id));
             }
             Err(message) => failure = Some(message),
         }

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use crate::fleet::{Auth, REPOSITORIES};
 use crate::measure::Sample;
+use crate::page::PageMarkers;
 
-/// Marks the start of the part of the page the benchmark writes; the rest is kept.
-const BEGIN_MARKER: &str = "<!-- fleet-bench:begin: written by `cargo bench --bench fleet -- --write PATH`; edits up to the end marker are replaced -->";
-const END_MARKER: &str = "<!-- fleet-bench:end -->";
+/// The markers around the part of the page the benchmark writes; the rest is kept.
+const MARKERS: PageMarkers = PageMarkers {
+    begin: "<!-- fleet-bench:begin: written by `cargo bench --bench fleet -- --write PATH`; edits up to the end marker are replaced -->",
+    end: "<!-- fleet-bench:end -->",
+    title: "Benchmark: `imgstat check` on container fleets",
+};
 
 /// The samples of one case: one fleet size, auth mode and latency.
 pub struct CaseResult {
@@ -143,7 +147,9 @@ pub fn count_targets(results: &[CaseResult], limits: &Limits) -> Vec<Target> {
     for case in results {
         let expected_tokens = match case.auth {
             Auth::None => 0,
-            Auth::Token => REPOSITORIES.div_ceil(limits.scopes_per_token) as u64,
+            Auth::Token | Auth::AnonymousToken => {
+                REPOSITORIES.div_ceil(limits.scopes_per_token) as u64
+            }
         };
         let checks: [(&str, u64, SampleCount); 3] = [
             (
@@ -357,21 +363,8 @@ pub fn pass_or_fail(pass: bool) -> &'static str {
     if pass { "PASS" } else { "FAIL" }
 }
 
-/// Writes `generated` into the page at `path` between the markers, keeping the text
-/// around them. A page without markers gets a title and the generated part.
+/// Writes `generated` into the page at `path` between the fleet benchmark's markers,
+/// keeping the text around them.
 pub fn write_page(path: &Path, generated: &str) -> std::io::Result<()> {
-    let block = format!("{BEGIN_MARKER}\n{generated}{END_MARKER}\n");
-    let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let page = match (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let after = &existing[end + END_MARKER.len()..];
-            let after = after.strip_prefix('\n').unwrap_or(after);
-            format!("{}{block}{after}", &existing[..begin])
-        }
-        _ => format!("# Benchmark: `imgstat check` on container fleets\n\n{block}"),
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(path, page)
+    crate::page::write_page(path, &MARKERS, generated)
 }
