@@ -14,6 +14,9 @@ pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Seconds bollard waits for one engine request.
 const ENGINE_TIMEOUT_SECS: u64 = 60;
 
+/// How long connecting to an engine and agreeing on an API version may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How to reach an engine: an address and, for `tcp://`, optional TLS client material.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EngineAddress {
@@ -64,6 +67,12 @@ pub enum EngineError {
         source: bollard::errors::Error,
     },
 
+    #[error("the engine at {url} did not answer within {timeout:?}; check that it is running")]
+    ConnectTimeout {
+        url: String,
+        timeout: std::time::Duration,
+    },
+
     #[error("the engine at {url} failed to {action}")]
     Api {
         url: String,
@@ -99,14 +108,16 @@ impl Engine {
     pub async fn connect(address: &EngineAddress) -> Result<Self, EngineError> {
         let url = address.url.clone();
         let docker = connect_docker(address)?;
-        let docker =
-            docker
-                .negotiate_version()
-                .await
-                .map_err(|source| EngineError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })?;
+        let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(|_| EngineError::ConnectTimeout {
+                url: url.clone(),
+                timeout: CONNECT_TIMEOUT,
+            })?
+            .map_err(|source| EngineError::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
         Ok(Self { docker, url })
     }
 

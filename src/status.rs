@@ -437,6 +437,7 @@ impl Checker {
     async fn remote_digest(&self, key: &TagKey, force: bool) -> DigestAnswer {
         if force {
             self.digests.invalidate(key).await;
+            self.registry.retry_unreachable(&key.registry).await;
         }
         let lookup = async {
             let answer = self.registry.tag_digest(key).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::Method;
 use imgstat::server::config::ServerConfig;
 use imgstat::server::{RunningServer, open_engine_state, start};
-use imgstat_testkit::{Proxy, Registry, RequestKind, TestContainer, TestImage};
+use imgstat_testkit::{Fault, Proxy, Registry, RequestKind, TestContainer, TestImage};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -87,20 +87,47 @@ impl Server {
 
     /// Asks for a container's status with the API key; returns the HTTP status and body.
     async fn status(&self, container: &str, force: bool) -> (StatusCode, Value) {
+        self.status_in(self.environment, container, force).await
+    }
+
+    /// Asks for a container's status in environment `environment`.
+    async fn status_in(
+        &self,
+        environment: i64,
+        container: &str,
+        force: bool,
+    ) -> (StatusCode, Value) {
         let url = format!(
-            "{}/api/docker/{}/containers/{container}/image_status?force={force}",
+            "{}/api/docker/{environment}/containers/{container}/image_status?force={force}",
             self.server.url(),
-            self.environment
         );
         let response = self
             .client
             .get(url)
             .header("X-API-Key", &self.api_key)
+            // Far longer than any check here; a request that hangs fails the test.
+            .timeout(Duration::from_secs(30))
             .send()
             .await
             .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Adds an environment and returns its id.
+    async fn add_environment(&self, name: &str, url: &str) -> i64 {
+        let environment: Value = self
+            .client
+            .post(format!("{}/api/endpoints", self.server.url()))
+            .bearer_auth(&self.jwt)
+            .json(&json!({"Name": name, "URL": url}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        environment["Id"].as_i64().unwrap()
     }
 
     async fn metrics(&self) -> String {
@@ -256,4 +283,68 @@ async fn slow_registry_answers_processing_first() {
         }
     }
     assert_eq!(last["Status"], "updated", "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_engine_delays_only_its_checks() {
+    let server = Server::start(Duration::from_millis(500)).await;
+    // An engine that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("tcp://{}", silent.local_addr().unwrap());
+    let accepted = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(4).flatten() {
+            held.push(stream);
+        }
+        held
+    });
+    let silent_environment = server.add_environment("silent", &silent_url).await;
+
+    let (code, body) = server
+        .status_in(silent_environment, "anything", false)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["Status"], "processing", "{body}");
+
+    // The local engine answers while the silent one is still being waited for.
+    let (code, body) = server.status("no-such-container-here", true).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["Status"], "skipped", "{body}");
+    let (_, body) = server.status("no-such-container-either", false).await;
+    assert_eq!(body["Status"], "skipped", "{body}");
+
+    // The silent engine's check ends in `error` once its connection times out.
+    let mut last = Value::Null;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, body) = server
+            .status_in(silent_environment, "anything", false)
+            .await;
+        if body["Status"] != "processing" {
+            last = body;
+            break;
+        }
+    }
+    assert_eq!(last["Status"], "error", "{last}");
+    drop(accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_retries_registry_that_failed() {
+    let server = Server::start(Duration::from_secs(10)).await;
+    let registry = Registry::start();
+    let proxy = Proxy::in_front_of(&registry);
+    let image = TestImage::build_and_push(&proxy.host(), "team/flaky", "1", None);
+    let container = TestContainer::create(image.reference(), "flaky");
+    proxy.reset_counters();
+    proxy.add_fault(Fault::status(503).kind(RequestKind::Ping).times(1));
+
+    let (_, body) = server.status(container.id(), false).await;
+    assert_eq!(body["Status"], "error", "{body}");
+
+    // The registry answers again: a forced check asks it at once instead of repeating
+    // the remembered failure.
+    let (_, body) = server.status(container.id(), true).await;
+    assert_eq!(body["Status"], "updated", "{body}");
+    assert_eq!(proxy.stats().count_kind(RequestKind::Ping), 2);
 }

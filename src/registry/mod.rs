@@ -184,6 +184,16 @@ impl RegistryClient {
         state
     }
 
+    /// Forgets a remembered failure to reach `registry`'s `/v2/`, so that the next request
+    /// tries again at once. A learned endpoint, tokens and a rate-limit pause stay.
+    pub async fn retry_unreachable(&self, registry: &str) {
+        let state = self.registry(registry);
+        let mut endpoint = state.endpoint.lock().await;
+        if matches!(&*endpoint, Some((Err(_), _))) {
+            *endpoint = None;
+        }
+    }
+
     /// Forgets what the client learned of `registry` (scheme, challenge, tokens) and
     /// reads its options again, so that changed credentials or options apply to the next
     /// request. Requests in flight finish with what they started with.

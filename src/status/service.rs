@@ -80,7 +80,7 @@ pub struct StatusService {
     /// not remove a newer forced check of the same container.
     running: Arc<Mutex<HashMap<StatusKey, (u64, SharedCheck)>>>,
     generation: std::sync::atomic::AtomicU64,
-    engines: tokio::sync::Mutex<HashMap<i64, (EngineAddress, Engine)>>,
+    engines: Arc<EnginePool>,
 }
 
 impl StatusService {
@@ -94,7 +94,7 @@ impl StatusService {
                 .build(),
             running: Arc::new(Mutex::new(HashMap::new())),
             generation: std::sync::atomic::AtomicU64::new(0),
-            engines: tokio::sync::Mutex::new(HashMap::new()),
+            engines: Arc::new(EnginePool::default()),
         }
     }
 
@@ -116,11 +116,7 @@ impl StatusService {
             return (report, Source::Cache);
         }
 
-        let engine = match self.engine_for_check(key.environment, address).await {
-            Ok(engine) => engine,
-            Err(report) => return (Arc::new(report), Source::Computed),
-        };
-        let check = self.start_or_join(key.clone(), engine, force);
+        let check = self.start_or_join(key.clone(), address.clone(), force);
         if force {
             return (check.await, Source::Computed);
         }
@@ -132,7 +128,10 @@ impl StatusService {
 
     /// Joins the running check of `key`, or starts one. A forced check always starts
     /// afresh, and later requests join it.
-    fn start_or_join(&self, key: StatusKey, engine: Engine, force: bool) -> SharedCheck {
+    ///
+    /// Connecting to the engine is part of the check, so that the wait bound covers an
+    /// engine that does not answer.
+    fn start_or_join(&self, key: StatusKey, address: EngineAddress, force: bool) -> SharedCheck {
         let mut running = self.running.lock().expect("running checks lock poisoned");
         if !force && let Some((_, check)) = running.get(&key) {
             return check.clone();
@@ -142,6 +141,7 @@ impl StatusService {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         let checker = Arc::clone(&self.checker);
+        let engines = Arc::clone(&self.engines);
         let statuses = self.statuses.clone();
         let running_map = Arc::clone(&self.running);
         let task_key = key.clone();
@@ -152,7 +152,11 @@ impl StatusService {
         );
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let report = Arc::new(checker.check_one(&engine, &task_key.container, force).await);
+                let report = match engines.connect(task_key.environment, &address).await {
+                    Ok(engine) => checker.check_one(&engine, &task_key.container, force).await,
+                    Err(error) => engine_failure(&task_key, &error),
+                };
+                let report = Arc::new(report);
                 statuses.insert(task_key.clone(), Arc::clone(&report)).await;
                 let mut running = running_map.lock().expect("running checks lock poisoned");
                 if running
@@ -194,38 +198,50 @@ impl StatusService {
         environment: i64,
         address: &EngineAddress,
     ) -> Result<Engine, EngineError> {
-        let mut engines = self.engines.lock().await;
-        if let Some((known, engine)) = engines.get(&environment)
+        self.engines.connect(environment, address).await
+    }
+}
+
+/// One engine connection per environment. Connections to different environments are made
+/// independently, so that an engine that does not answer delays only its own checks.
+#[derive(Default)]
+struct EnginePool {
+    environments: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<(EngineAddress, Engine)>>>>>,
+}
+
+impl EnginePool {
+    async fn connect(
+        &self,
+        environment: i64,
+        address: &EngineAddress,
+    ) -> Result<Engine, EngineError> {
+        let slot = {
+            let mut environments = self.environments.lock().expect("engine pool lock poisoned");
+            Arc::clone(environments.entry(environment).or_default())
+        };
+        let mut slot = slot.lock().await;
+        if let Some((known, engine)) = &*slot
             && known == address
         {
             return Ok(engine.clone());
         }
         let engine = Engine::connect(address).await?;
-        engines.insert(environment, (address.clone(), engine.clone()));
+        *slot = Some((address.clone(), engine.clone()));
         Ok(engine)
     }
+}
 
-    /// Calls [`Self::engine`] for a status check and turns a failure into an `error` report.
-    async fn engine_for_check(
-        &self,
-        environment: i64,
-        address: &EngineAddress,
-    ) -> Result<Engine, ContainerReport> {
-        self.engine(environment, address).await.map_err(|error| {
-            let message = super::error_chain(&error);
-            tracing::warn!(
-                environment_id = environment,
-                error = %message,
-                "engine connection failed"
-            );
-            let key = StatusKey {
-                environment,
-                node: None,
-                container: String::new(),
-            };
-            failed(&key, &message)
-        })
-    }
+/// The `error` report of a check whose engine could not be reached; the cause is logged
+/// here, with the environment and container.
+fn engine_failure(key: &StatusKey, error: &EngineError) -> ContainerReport {
+    let message = super::error_chain(error);
+    tracing::warn!(
+        environment_id = key.environment,
+        container_id = %key.container,
+        error = %message,
+        "engine connection failed"
+    );
+    failed(key, &message)
 }
 
 fn processing(key: &StatusKey) -> ContainerReport {
