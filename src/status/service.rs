@@ -202,11 +202,15 @@ impl StatusService {
     }
 }
 
+/// The connection of one environment and the address it was made to; connecting holds the
+/// lock, so concurrent checks of one environment connect once.
+type EngineSlot = tokio::sync::Mutex<Option<(EngineAddress, Engine)>>;
+
 /// One engine connection per environment. Connections to different environments are made
 /// independently, so that an engine that does not answer delays only its own checks.
 #[derive(Default)]
 struct EnginePool {
-    environments: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Option<(EngineAddress, Engine)>>>>>,
+    environments: Mutex<HashMap<i64, Arc<EngineSlot>>>,
 }
 
 impl EnginePool {
