@@ -348,3 +348,29 @@ async fn force_retries_registry_that_failed() {
     assert_eq!(body["Status"], "updated", "{body}");
     assert_eq!(proxy.stats().count_kind(RequestKind::Ping), 2);
 }
+
+#[test]
+fn invalid_secrets_are_not_echoed() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("IMGSTAT_JWT_SECRET", "short-but-secret", "--jwt-secret"),
+        (
+            "IMGSTAT_CREDENTIAL_KEY",
+            "Z29pqOPc/61fh00B6He/!1bJ+xR52m3ZdC4StypDtn0=",
+            "--credential-key",
+        ),
+    ];
+    for (variable, value, option) in cases {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_imgstat"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(option), "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+        assert!(!stderr.contains(value), "{variable} was echoed: {stderr}");
+    }
+}

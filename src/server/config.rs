@@ -27,13 +27,13 @@ pub struct ServeArgs {
     /// Secret that signs JWTs, at least 32 bytes. Without it, a random key is generated
     /// into the data directory at first start. Prefer the environment variable: other
     /// users of the machine can read a command line.
-    #[arg(long, env = "IMGSTAT_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "IMGSTAT_JWT_SECRET", hide_env_values = true, value_parser = SecretParser::<JwtSecret>::new())]
     pub jwt_secret: Option<JwtSecret>,
 
     /// Key that seals registry passwords in the database: base64 of 32 bytes. Without it,
     /// a random key is generated into the data directory (credential.key) at first start.
     /// Starting with another key than the one the stored passwords were sealed with fails.
-    #[arg(long, env = "IMGSTAT_CREDENTIAL_KEY", hide_env_values = true)]
+    #[arg(long, env = "IMGSTAT_CREDENTIAL_KEY", hide_env_values = true, value_parser = SecretParser::<KeyBytes>::new())]
     pub credential_key: Option<KeyBytes>,
 
     /// Lifetime of a JWT issued by POST /api/auth, in seconds.
@@ -84,6 +84,60 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub registry_allow: Vec<AllowEntry>,
+}
+
+/// Parses a secret option with its `FromStr`, and on failure reports the option and the
+/// reason but never the value, which clap's own message would repeat.
+#[derive(Clone, Copy, Debug)]
+pub struct SecretParser<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> SecretParser<T> {
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for SecretParser<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for SecretParser<T>
+where
+    T: FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        argument: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = argument.map_or_else(|| "the secret".to_owned(), secret_option_name);
+        let invalid = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {name} (value not shown): {reason}\n"),
+            )
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("it is not valid UTF-8".to_owned()))?;
+        text.parse().map_err(invalid)
+    }
+}
+
+/// Names an option as `--long-name (ENV_VAR)`, the two places a secret can come from.
+fn secret_option_name(argument: &clap::Arg) -> String {
+    let long = argument
+        .get_long()
+        .map_or_else(|| argument.get_id().to_string(), |l| format!("--{l}"));
+    match argument.get_env() {
+        Some(variable) => format!("{long} ({})", variable.to_string_lossy()),
+        None => long,
+    }
 }
 
 /// Secret for signing JWTs; its `Debug` output never shows the value.

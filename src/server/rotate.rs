@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::config::SecretParser;
 use super::config::default_data_dir;
 use super::credential_key::{
     self, CREDENTIAL_KEY_ENV, CredentialKey, CredentialKeyError, KeyBytes, KeyOrigin,
@@ -27,12 +28,12 @@ pub struct RotateArgs {
 
     /// The current key (base64 of 32 bytes), when the server takes it from this variable
     /// instead of the key file. Prefer the environment variable to the option.
-    #[arg(long, env = "IMGSTAT_CREDENTIAL_KEY", hide_env_values = true)]
+    #[arg(long, env = "IMGSTAT_CREDENTIAL_KEY", hide_env_values = true, value_parser = SecretParser::<KeyBytes>::new())]
     pub credential_key: Option<KeyBytes>,
 
     /// The new key (base64 of 32 bytes), required with IMGSTAT_CREDENTIAL_KEY. Without
     /// IMGSTAT_CREDENTIAL_KEY, the new key is generated into the key file instead.
-    #[arg(long, env = "IMGSTAT_NEW_CREDENTIAL_KEY", hide_env_values = true)]
+    #[arg(long, env = "IMGSTAT_NEW_CREDENTIAL_KEY", hide_env_values = true, value_parser = SecretParser::<KeyBytes>::new())]
     pub new_credential_key: Option<KeyBytes>,
 }
 
