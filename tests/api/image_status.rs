@@ -317,3 +317,34 @@ async fn api_key_reaches_granted_environment() {
 
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn force_accepts_go_boolean_forms() {
+    let server = TestServer::start().await;
+    let admin_jwt = server.init_admin().await;
+    let environment_id = server.create_environment(&admin_jwt, "local").await;
+
+    let cases = [
+        ("1", true),
+        ("t", true),
+        ("TRUE", true),
+        ("True", true),
+        ("0", false),
+        ("F", false),
+        ("false", false),
+        ("", false),
+    ];
+    for (value, _) in cases {
+        let response = server
+            .get(&status_path(environment_id, CONTAINER_ID))
+            .query(&[("force", value)])
+            .bearer_auth(&admin_jwt)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "force={value}");
+    }
+    let forced: Vec<bool> = server.source.requests().iter().map(|r| r.force).collect();
+    let expected: Vec<bool> = cases.iter().map(|(_, force)| *force).collect();
+    assert_eq!(forced, expected);
+}

@@ -32,8 +32,32 @@ pub struct StatusQuery {
     #[serde(rename = "nodeName")]
     #[param(rename = "nodeName")]
     pub node_name: Option<String>,
-    /// Bypass the server's caches and recompute against the registry.
+    /// Bypass the server's caches and recompute against the registry. Accepts the forms
+    /// Go's `strconv.ParseBool` does: `1`, `t`, `true`, `0`, `f`, `false` in any case
+    /// the reference client sends; an empty value means false.
+    #[serde(default, deserialize_with = "parse_flag")]
+    #[param(value_type = Option<bool>)]
     pub force: Option<bool>,
+}
+
+/// Reads a boolean query flag as Go's `strconv.ParseBool` does, so that clients written
+/// against the reference endpoint (`force=1`, `force=TRUE`) work unchanged.
+fn parse_flag<'de, D>(deserializer: D) -> Result<Option<bool>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text: Option<String> = Option::deserialize(deserializer)?;
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    match text.as_str() {
+        "" => Ok(None),
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(Some(true)),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(Some(false)),
+        other => Err(serde::de::Error::custom(format!(
+            "invalid boolean {other:?}: expected true or false (or 1, 0, t, f)"
+        ))),
+    }
 }
 
 /// Image status of a container.
