@@ -218,6 +218,22 @@ impl Engine {
     }
 }
 
+/// Maximum length of a container id or name accepted from a user. Docker sets no limit on
+/// names; ids are 64 hex digits, and a longer value is taken as a malformed request.
+pub const MAX_CONTAINER_ID_LEN: usize = 255;
+
+/// Tells whether `id` can be a container id or name: ASCII letters, digits, `_`, `.` and
+/// `-`, starting with a letter or digit, as Docker allows for names.
+pub fn is_valid_container_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    id.len() <= MAX_CONTAINER_ID_LEN
+        && first.is_ascii_alphanumeric()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 fn connect_docker(address: &EngineAddress) -> Result<Docker, EngineError> {
     let url = address.url.as_str();
     let unreachable = |source| EngineError::Unreachable {
@@ -306,6 +322,41 @@ mod tests {
                 .err()
                 .unwrap_or_else(|| panic!("{url:?} accepted"));
             assert!(error.to_string().contains(&format!("{url:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn container_id_accepts_ids_and_names() {
+        let valid = [
+            "a",
+            "3f4e8a1b2c9d",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "web-1",
+            "my_app.db",
+        ];
+        for id in valid {
+            assert!(is_valid_container_id(id), "{id:?} was rejected");
+        }
+    }
+
+    #[test]
+    fn container_id_rejects_malformed_values() {
+        let too_long = "a".repeat(MAX_CONTAINER_ID_LEN + 1);
+        let invalid = [
+            "",
+            " ",
+            ".hidden",
+            "-flag",
+            "_x",
+            "a/b",
+            "../etc",
+            "a b",
+            "a?b",
+            "caf\u{e9}",
+            too_long.as_str(),
+        ];
+        for id in invalid {
+            assert!(!is_valid_container_id(id), "{id:?} was accepted");
         }
     }
 

@@ -434,3 +434,17 @@ fn listing_follows_config_image_after_tag_moved() {
     assert_eq!(report["status"], "outdated", "{report}");
     assert_eq!(report["image"], image.reference(), "{report}");
 }
+
+#[test]
+fn invalid_container_name_is_usage_error() {
+    let config = DockerConfigDir::new();
+    for name in ["", "/web", "web/../db", "a b"] {
+        let output = imgstat(&config, &["check", name]);
+        assert_eq!(output.status.code(), Some(2), "{name:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("expected a container name or ID"),
+            "{stderr}"
+        );
+    }
+}

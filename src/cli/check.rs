@@ -24,7 +24,7 @@ const PROGRESS_DELAY: Duration = Duration::from_millis(500);
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Containers to check, by name or ID. Without any, every running container.
-    #[arg(value_name = "CONTAINER")]
+    #[arg(value_name = "CONTAINER", value_parser = parse_container)]
     pub containers: Vec<String>,
 
     /// Check stopped containers too, as `docker ps -a` lists them.
@@ -74,6 +74,20 @@ pub struct CheckArgs {
     /// Seconds one registry request may take once sent.
     #[arg(long, value_name = "SECONDS", default_value_t = RegistryConfig::default().request_timeout.as_secs(), env = "IMGSTAT_REGISTRY_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+}
+
+/// Accepts a container name or ID as Docker writes them, so that a value such as `a/../b`
+/// never reaches the engine API's path.
+fn parse_container(value: &str) -> Result<String, String> {
+    if crate::engine::is_valid_container_id(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "expected a container name or ID: letters, digits, '_', '.' and '-', starting \
+             with a letter or digit, at most {} characters",
+            crate::engine::MAX_CONTAINER_ID_LEN
+        ))
+    }
 }
 
 /// Runs `imgstat check` and returns the process exit status.

@@ -17,10 +17,6 @@ use crate::server::auth::AuthUser;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::image_status::{Status, StatusReply, StatusRequest};
 
-/// Maximum length of a container id or name accepted in the path. Docker sets no limit on
-/// names; ids are 64 hex digits, and a longer value is taken as a malformed request.
-const MAX_CONTAINER_ID_LEN: usize = 255;
-
 /// Message sent with status `error` when the source failed; the cause goes to the log.
 const GENERIC_FAILURE_MESSAGE: &str = "unable to determine image status";
 
@@ -152,7 +148,7 @@ pub async fn image_status(
     PathParams((environment_id, container_id)): PathParams<(i64, String)>,
     QueryParams(query): QueryParams<StatusQuery>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    if !is_valid_container_id(&container_id) {
+    if !crate::engine::is_valid_container_id(&container_id) {
         return Err(ApiError::BadRequest(format!(
             "invalid container id {container_id:?}: expected a container id or name"
         )));
@@ -185,56 +181,4 @@ pub async fn image_status(
         }
     };
     Ok(Json(StatusResponse::new(reply, user.is_admin())))
-}
-
-/// Tells whether `id` can be a container id or name: ASCII letters, digits, `_`, `.` and
-/// `-`, starting with a letter or digit, as Docker allows for names.
-fn is_valid_container_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    let Some(first) = chars.next() else {
-        return false;
-    };
-    id.len() <= MAX_CONTAINER_ID_LEN
-        && first.is_ascii_alphanumeric()
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_id_accepts_ids_and_names() {
-        let valid = [
-            "a",
-            "3f4e8a1b2c9d",
-            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "web-1",
-            "my_app.db",
-        ];
-        for id in valid {
-            assert!(is_valid_container_id(id), "{id:?} was rejected");
-        }
-    }
-
-    #[test]
-    fn container_id_rejects_malformed_values() {
-        let too_long = "a".repeat(MAX_CONTAINER_ID_LEN + 1);
-        let invalid = [
-            "",
-            " ",
-            ".hidden",
-            "-flag",
-            "_x",
-            "a/b",
-            "../etc",
-            "a b",
-            "a?b",
-            "caf\u{e9}",
-            too_long.as_str(),
-        ];
-        for id in invalid {
-            assert!(!is_valid_container_id(id), "{id:?} was accepted");
-        }
-    }
 }
