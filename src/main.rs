@@ -1,4 +1,5 @@
 use std::error::Error;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -51,5 +52,7 @@ fn init_logging(command: &Command, verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not for log files and journals.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
