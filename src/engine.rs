@@ -59,7 +59,7 @@ pub enum EngineError {
     MissingTls { url: String, dir: PathBuf },
 
     #[error(
-        "cannot connect to the engine at {url}; check that it is running and that --host or DOCKER_HOST points to it"
+        "cannot connect to the engine at {url}; check that it is running and that the address is right (--host or DOCKER_HOST for imgstat check, the environment URL for the server)"
     )]
     Unreachable {
         url: String,

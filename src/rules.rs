@@ -383,7 +383,7 @@ fn outdated(target: &Target, remote_digest: &str) -> Verdict {
     Verdict::new(
         Status::Outdated,
         format!(
-            "the registry has {} for {}, the local image {}",
+            "the registry has {} for {}, and the local image is {}",
             short(remote_digest),
             target.reference,
             local.join(", ")
