@@ -55,7 +55,7 @@ fn millis(duration: Duration) -> String {
     format!("{:.0} ms", duration.as_secs_f64() * 1000.0)
 }
 
-/// Formats a request latency with two significant decimals below 10 ms.
+/// Formats a request latency with two decimals below 10 ms and one above.
 fn latency(duration: Duration) -> String {
     let ms = duration.as_secs_f64() * 1000.0;
     if ms < 10.0 {
@@ -276,10 +276,10 @@ fn render_warm(page: &mut String, warm: &WarmResults) {
          of its own, started with `--status-ttl-secs {}` (which also sets the time-to-live \
          of cached remote digests) and `--wait-bound-ms {}`. A pass requests every \
          container's status at once with the API key, over kept-alive connections. The \
-         cold pass comes first; each of the {passes} warm pass{} per RTT starts {:.1} s \
-         after the previous pass of its server ended, when every cached status and digest \
-         has expired, while the server still has the registry's challenge and the tokens. \
-         The RTTs take turns.\n\n\
+         cold pass comes first. Each of the {passes} warm pass{} per RTT starts {:.1} s \
+         after the previous pass of its server ended. By then every cached status and \
+         digest has expired, but the server still has the registry's challenge and the \
+         tokens. The RTTs take turns.\n\n\
          \"before registry\" lasts until the first request reached the registry's proxy \
          (polled every millisecond): the engine inspections of the first containers and \
          the server's work before them. \"registry\" lasts until the proxy had the last \
