@@ -356,7 +356,8 @@ async fn password_is_in_no_file_response_or_log() {
         assert!(!text.contains(PASSWORD), "{text}");
     }
     let log = logs.text();
-    assert!(log.contains("registry created"), "{log}");
+    assert!(log.contains("registry saved"), "{log}");
+    assert!(log.contains("created"), "{log}");
     assert!(!log.contains(PASSWORD), "{log}");
     let leaks = database_files_contain(server.data_path(), PASSWORD.as_bytes());
     assert!(leaks.is_empty(), "the password is in {leaks:?}");

@@ -120,16 +120,22 @@ pub async fn create_registry(
         .await?;
     reload(&state).await?;
 
+    log_change(&record, admin.id, "created");
+    Ok(Json(record.into()))
+}
+
+/// Logs a created or updated entry with everything but its password.
+fn log_change(record: &RegistryRecord, admin_id: i64, action: &'static str) {
     tracing::info!(
         registry_id = record.id,
         name = %record.name,
         url = %record.location,
         username = record.username.as_deref(),
         insecure = record.insecure,
-        admin_id = admin.id,
-        "registry created"
+        admin_id,
+        action,
+        "registry saved"
     );
-    Ok(Json(record.into()))
 }
 
 /// Lists the registries.
@@ -218,15 +224,7 @@ pub async fn update_registry(
         .ok_or_else(|| not_found(id))?;
     reload(&state).await?;
 
-    tracing::info!(
-        registry_id = record.id,
-        name = %record.name,
-        url = %record.location,
-        username = record.username.as_deref(),
-        insecure = record.insecure,
-        admin_id = admin.id,
-        "registry updated"
-    );
+    log_change(&record, admin.id, "updated");
     Ok(Json(record.into()))
 }
 
