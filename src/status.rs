@@ -507,19 +507,7 @@ impl Checker {
 }
 
 fn engine_failure(container: &ContainerFacts, error: &EngineError) -> ContainerReport {
-    let message = error_chain(error);
+    let message = crate::error_chain(error);
     tracing::warn!(container_id = %container.id, error = %message, "engine check failed");
     ContainerReport::decided(container, Verdict::new(Status::Error, message))
-}
-
-/// Formats an error and its sources on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -10,10 +10,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::credentials::DockerConfig;
 use crate::engine::{Engine, EngineAddress};
+use crate::error_chain;
 use crate::output;
 use crate::registry::{AllowEntry, OutboundPolicy, RegistryClient, RegistryConfig};
 use crate::rules::Status;
-use crate::status::{CacheConfig, Checker, ContainerReport, error_chain};
+use crate::status::{CacheConfig, Checker, ContainerReport};
 
 /// Exit status for usage and engine failures.
 const EXIT_FAILURE: u8 = 2;

@@ -114,14 +114,7 @@ impl RegistryError {
 
     /// The full cause chain on one line, for logs and for `imgstat check` output.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        crate::error_chain(self)
     }
 }
 

@@ -520,12 +520,15 @@ fn digest_from_headers(headers: &HeaderMap) -> Option<RemoteDigest> {
     }
     Some(RemoteDigest {
         digest: digest.to_owned(),
-        media_type: headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
-            .filter(|v| !v.is_empty()),
+        media_type: content_type(headers),
     })
+}
+
+/// Returns the `Content-Type` without parameters, or `None` when it is missing or empty.
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or(value).trim();
+    (!essence.is_empty()).then(|| essence.to_owned())
 }
 
 fn is_valid_digest(digest: &str) -> bool {
@@ -547,11 +550,7 @@ fn sha256_digest(body: &[u8]) -> String {
 
 /// Returns the media type of a manifest: its `Content-Type`, else its `mediaType` field.
 fn media_type(headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    let from_header = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
-        .filter(|v| v.starts_with("application/vnd."));
+    let from_header = content_type(headers).filter(|v| v.starts_with("application/vnd."));
     from_header.or_else(|| {
         #[derive(serde::Deserialize)]
         struct MediaTypeField {

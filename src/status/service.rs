@@ -238,7 +238,7 @@ impl EnginePool {
 /// The `error` report of a check whose engine could not be reached; the cause is logged
 /// here, with the environment and container.
 fn engine_failure(key: &StatusKey, error: &EngineError) -> ContainerReport {
-    let message = super::error_chain(error);
+    let message = crate::error_chain(error);
     tracing::warn!(
         environment_id = key.environment,
         container_id = %key.container,
