@@ -1,4 +1,4 @@
-//! A container's image status, from engine facts and registry answers through the rules,
+//! A container's image status, from engine facts and registry responses through the rules,
 //! with the caches that make many containers of one tag cost one registry request.
 
 mod service;
@@ -35,7 +35,7 @@ pub struct ContainerReport {
     pub message: String,
     /// The manifest digests the engine recorded for the checked repository.
     pub local_digests: Vec<String>,
-    /// The registry's digest for the tag, when the registry answered.
+    /// The registry's digest for the tag, when the registry returned one.
     pub remote_digest: Option<String>,
     /// The normalised reference that was checked.
     pub reference: Option<String>,
@@ -64,7 +64,7 @@ impl ContainerReport {
     }
 }
 
-/// Time-to-live of cached registry answers.
+/// Time-to-live of cached registry responses.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheConfig {
     /// How long a tag's remote digest is kept.
@@ -168,22 +168,7 @@ impl Checker {
         on_done: &(dyn Fn() + Sync),
     ) -> Vec<ContainerReport> {
         let resolved = futures::stream::iter(names)
-            .map(|name| async move {
-                let unknown = || ContainerFacts {
-                    id: name.clone(),
-                    name: name.clone(),
-                    ..ContainerFacts::default()
-                };
-                match engine.inspect_container(name).await {
-                    Ok(Some(container)) => Ok(container),
-                    Ok(None) => {
-                        let reason = format!("no container {name} on the engine");
-                        let verdict = Verdict::new(Status::Skipped, reason);
-                        Err(ContainerReport::decided(&unknown(), verdict))
-                    }
-                    Err(error) => Err(engine_failure(&unknown(), &error)),
-                }
-            })
+            .map(|name| inspect_named(engine, name))
             .buffered(ENGINE_CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
@@ -321,21 +306,9 @@ impl Checker {
         id_or_name: &str,
         force: bool,
     ) -> ContainerReport {
-        let missing = || ContainerFacts {
-            id: id_or_name.to_owned(),
-            name: id_or_name.to_owned(),
-            ..ContainerFacts::default()
-        };
-        let container = match engine.inspect_container(id_or_name).await {
-            Ok(Some(container)) => container,
-            Ok(None) => {
-                let verdict = Verdict::new(
-                    Status::Skipped,
-                    format!("no container {id_or_name} on the engine"),
-                );
-                return ContainerReport::decided(&missing(), verdict);
-            }
-            Err(error) => return engine_failure(&missing(), &error),
+        let container = match inspect_named(engine, id_or_name).await {
+            Ok(container) => container,
+            Err(report) => return report,
         };
         let image = match engine.inspect_image(&container.image_id).await {
             Ok(image) => image,
@@ -503,6 +476,25 @@ impl Checker {
             .try_get_with(cache_key, fetch)
             .await
             .map_err(|shared| (*shared).clone())
+    }
+}
+
+/// Inspects a container by the name or ID a user gave. A missing container is `skipped`
+/// and an engine failure `error`, each reported under that name.
+async fn inspect_named(engine: &Engine, name: &str) -> Result<ContainerFacts, ContainerReport> {
+    let unknown = || ContainerFacts {
+        id: name.to_owned(),
+        name: name.to_owned(),
+        ..ContainerFacts::default()
+    };
+    match engine.inspect_container(name).await {
+        Ok(Some(container)) => Ok(container),
+        Ok(None) => {
+            let reason = format!("no container {name} on the engine");
+            let verdict = Verdict::new(Status::Skipped, reason);
+            Err(ContainerReport::decided(&unknown(), verdict))
+        }
+        Err(error) => Err(engine_failure(&unknown(), &error)),
     }
 }
 
