@@ -49,7 +49,7 @@ fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
-/// Why the engine could not answer.
+/// The error of a failed engine request.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("invalid engine address {url:?}: expected unix:///path/to/socket or tcp://host:port")]
@@ -121,7 +121,7 @@ impl Engine {
         Ok(Self { docker, url })
     }
 
-    /// The address this engine was reached at.
+    /// Returns the address this engine was reached at.
     pub fn url(&self) -> &str {
         &self.url
     }

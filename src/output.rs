@@ -1,4 +1,4 @@
-//! How `imgstat check` prints its reports: an aligned table for people, JSON for scripts.
+//! Output of `imgstat check`: an aligned table for people, JSON for scripts.
 
 use std::io::{self, Write};
 

@@ -1,8 +1,8 @@
 //! Image references as Docker normalises them: `nginx` is `docker.io/library/nginx:latest`.
 //!
-//! Parsing is delegated to `oci_client::Reference` (a port of Docker's own grammar); this
-//! module adds the Docker Hub API host, clear error messages and the tag/digest cases the
-//! status rules need.
+//! Parsing is delegated to `oci_client::Reference`, a port of Docker's own grammar. This
+//! module adds the Docker Hub API host, clear error messages, and the tag and digest cases
+//! the status rules need.
 
 use std::fmt;
 
@@ -162,7 +162,7 @@ pub fn api_host(registry: &str) -> &str {
     }
 }
 
-/// Whether `text` looks like an image ID (`sha256:<hex>` or a hex prefix of at least 12
+/// Returns whether `text` looks like an image ID (`sha256:<hex>` or a hex prefix of at least 12
 /// characters) rather than a name.
 pub fn looks_like_image_id(text: &str) -> bool {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);

@@ -1,4 +1,4 @@
-//! The status rules: facts about a container's image and the registry's answers in, a
+//! The status rules: facts about a container's image and the registry's responses in, a
 //! status and its reason out. Pure functions, no I/O.
 
 use std::collections::HashMap;
@@ -123,7 +123,7 @@ impl Platform {
         (os, architecture, variant)
     }
 
-    /// Whether two platforms name the same os, architecture and variant.
+    /// Returns whether two platforms name the same os, architecture and variant.
     pub fn matches(&self, other: &Platform) -> bool {
         self.normalised() == other.normalised()
     }
@@ -139,7 +139,7 @@ impl fmt::Display for Platform {
     }
 }
 
-/// What the engine reports about a container's image.
+/// The engine's facts about a container's image.
 #[derive(Clone, Debug, Default)]
 pub struct ImageFacts {
     /// The image ID (config digest). Never compared with a manifest digest.
@@ -159,7 +159,7 @@ pub struct Target {
     pub local_digests: Vec<String>,
 }
 
-/// What to do for a container before the registry is asked.
+/// The next step for a container before the registry is asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
     /// Ask the registry about these targets.
@@ -255,7 +255,7 @@ fn target_for(reference: ImageRef, image: &ImageFacts) -> Result<Target, Verdict
     })
 }
 
-/// The digests of `repo_digests` entries that name the repository of `reference`.
+/// Returns the digests of `repo_digests` entries that name the repository of `reference`.
 pub fn repository_digests(reference: &ImageRef, repo_digests: &[String]) -> Vec<String> {
     let mut digests = Vec::new();
     for entry in repo_digests {
@@ -299,7 +299,7 @@ pub enum Comparison {
     Fetch(Vec<String>),
 }
 
-/// Whether a media type names a multi-platform index.
+/// Returns whether a media type names a multi-platform index.
 pub fn is_index_media_type(media_type: &str) -> bool {
     let essence = media_type.split(';').next().unwrap_or("").trim();
     essence == oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
@@ -425,7 +425,7 @@ fn is_attestation(entry: &ImageIndexEntry) -> bool {
     unknown_platform || attestation_annotation
 }
 
-/// The first 12 hex digits of a digest, as `docker images` shows IDs.
+/// Returns the first 12 hex digits of a digest, as `docker images` shows IDs.
 pub fn short(digest: &str) -> &str {
     let hex_start = digest.find(':').map_or(0, |i| i + 1);
     let end = (hex_start + 12).min(digest.len());

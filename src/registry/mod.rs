@@ -266,7 +266,7 @@ impl RegistryClient {
         }
     }
 
-    /// The shared client for a host without TLS settings of its own.
+    /// Returns the shared client for a host without TLS settings of its own.
     fn shared_client(&self, insecure: bool) -> &reqwest::Client {
         if insecure {
             &self.unverified

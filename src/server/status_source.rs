@@ -23,7 +23,7 @@ use crate::status::{Source, StatusKey, StatusService};
 /// can name registries and hosts.
 pub const GENERIC_ERROR: &str = "unable to determine image status";
 
-/// Directory under the data directory that holds environments' TLS files.
+/// Directory under the data directory that contains environments' TLS files.
 const ENGINE_TLS_DIR: &str = "engine-tls";
 
 /// Checks containers of stored environments through a [`StatusService`].
@@ -151,7 +151,7 @@ impl EngineStatusSource {
     }
 }
 
-/// Writes `contents` to `path` with mode 0600, unless the file already holds them.
+/// Writes `contents` to `path` with mode 0600, unless the file already contains them.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if fs::read_to_string(path).is_ok_and(|current| current == contents) {
         return Ok(());
